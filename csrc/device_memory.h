@@ -1,0 +1,17 @@
+// Device memory helpers exposed to the binding layer, which is compiled without nvcc.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace sise::cuda {
+
+int device_count();
+std::string device_name(int device);
+void* allocate(std::size_t bytes);
+void release(void* ptr) noexcept;
+void copy_to_device(void* dst, const void* src, std::size_t bytes);
+void copy_to_host(void* dst, const void* src, std::size_t bytes);
+void synchronize();
+
+}  // namespace sise::cuda
