@@ -1,0 +1,186 @@
+"""Export a torch classifier to an explainable ONNX and verify it against torch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from onnx_sise.errors import ExportError
+from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo, Tap
+
+from .gradient import explanation_function, score_head, trace_explanation
+from .onnx_graph import join_graphs, set_metadata
+from .taps import TapCapture, TapSite, find_taps, taps_from_names
+
+log = logging.getLogger("onnx_sise.export")
+
+# Export checks, onnxruntime against torch. Scores and activations: max |difference| /
+# max |reference|. Gradient maps: ||difference||_2 / ||reference||_2; a few elements sit
+# on a ReLU/ReLU6 kink where float rounding flips the local derivative, so the element-wise
+# maximum is no measure there. alpha (SISE eq. 6, what SISE uses): max |difference| / max |reference|.
+SCORE_TOLERANCE = 1e-4
+GRADIENT_L2_TOLERANCE = 1e-2
+ALPHA_TOLERANCE = 1e-3
+
+
+class _Scored(nn.Module):
+    def __init__(self, model: nn.Module, output_kind: str) -> None:
+        super().__init__()
+        self.model = model
+        self.output_kind = output_kind
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return score_head(self.model(images), self.output_kind)
+
+
+def _quiet_export(module: nn.Module, args: tuple, dynamic_shapes: object = None, optimize: bool = True) -> onnx.ModelProto:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch").setLevel(logging.ERROR)
+        program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes, verbose=False,
+                                    optimize=optimize, external_data=False)
+    return program.model_proto
+
+
+def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    scale = float(np.abs(expected).max())
+    return float(np.abs(actual - expected).max() / scale) if scale > 0 else float(np.abs(actual).max())
+
+
+def _relative_l2(actual: np.ndarray, expected: np.ndarray) -> float:
+    scale = float(np.linalg.norm(expected))
+    return float(np.linalg.norm(actual - expected) / scale) if scale > 0 else float(np.linalg.norm(actual))
+
+
+def _example_image(spec: InputSpec) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(1, spec.height, spec.width, spec.channels, generator=generator) * 255.0
+    mean = torch.tensor(spec.mean)
+    std = torch.tensor(spec.std)
+    x = (pixels * spec.scale - mean) / std
+    return x.permute(0, 3, 1, 2).contiguous() if spec.layout == "NCHW" else x
+
+
+def export_explainable(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    model_name: str,
+    input_spec: InputSpec,
+    output_kind: str = "logits",
+    labels: Sequence[str] = (),
+    tap_modules: Sequence[str] = (),
+) -> ModelInfo:
+    """Write `model` as an explainable ONNX at `path` and return its metadata.
+
+    Taps are found by the block rule of `taps.find_taps`, or are the outputs of the
+    modules named in `tap_modules`. The written file is checked in onnxruntime against
+    torch autograd with the tolerances above; the measured errors go into the metadata.
+    """
+    if output_kind not in OUTPUT_KINDS:
+        raise ExportError(f"output kind {output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
+    model = model.eval()
+    image = _example_image(input_spec)
+    with torch.no_grad():
+        logits = model(image)
+    if logits.dim() != 2:
+        raise ExportError(f"the model's output has shape {tuple(logits.shape)}: expected class scores (batch, classes)")
+    num_classes = int(logits.shape[1])
+    if labels and len(labels) != num_classes:
+        raise ExportError(f"{len(labels)} labels for a model with {num_classes} classes")
+    sites = taps_from_names(model, tap_modules) if tap_modules else find_taps(model, image)
+    taps = _describe_taps(model, sites, image)
+    log.info("taps: %s", ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in taps))
+
+    traced = trace_explanation(model, sites, output_kind, image, num_classes)
+    weights = torch.zeros(1, num_classes)
+    gradient_proto = _quiet_export(traced, (image, weights))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # Unoptimised, so that Conv weights are not folded with BatchNorm and stay shared
+    # with the gradient graph; onnxruntime fuses them when it loads the session.
+    scoring_proto = _quiet_export(_Scored(model, output_kind), (image.repeat(2, 1, 1, 1),),
+                                  dynamic_shapes={"images": {0: batch}}, optimize=False)
+    info = ModelInfo(model_name=model_name, input=input_spec, output_kind=output_kind, num_classes=num_classes,
+                     taps=tuple(taps), labels=tuple(labels))
+    joined = join_graphs(gradient_proto, scoring_proto, [t.name for t in taps], tuple(image.shape), num_classes,
+                         info.graph)
+    info = replace(info, verification=_verify(joined, model, sites, info, image))
+    set_metadata(joined, METADATA_KEY, info.to_json())
+    _save_atomically(joined, Path(path))
+    return info
+
+
+def _describe_taps(model: nn.Module, sites: Sequence[TapSite], image: torch.Tensor) -> list[Tap]:
+    capture = TapCapture(model, sites)
+    with torch.no_grad(), capture.capture() as tensors:
+        model(image)
+    taps = []
+    for i, (site, tensor) in enumerate(zip(sites, tensors)):
+        if tensor is None or tensor.dim() != 4:
+            raise ExportError(f"tap {site.describe()} is not a 4-D feature map")
+        _, c, h, w = tensor.shape
+        name = f"block{i}"
+        taps.append(Tap(name=name, source=site.describe(), channels=int(c), height=int(h), width=int(w),
+                        reduction=max(1, round(image.shape[-1] / int(w))),
+                        activation_output=f"activation/{name}", gradient_output=f"gradient/{name}"))
+    return taps
+
+
+def _verify(joined: onnx.ModelProto, model: nn.Module, sites: Sequence[TapSite], info: ModelInfo,
+            image: torch.Tensor) -> dict[str, float]:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(joined.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    g = info.graph
+    with torch.no_grad():
+        probe = model(image)
+    top = int(probe.argmax())
+    weights = torch.zeros(1, info.num_classes)
+    weights[0, top] = 1.0
+    expected = explanation_function(model, sites, info.output_kind)(image.clone().requires_grad_(True), weights)
+    expected = [t.detach().numpy() for t in expected]
+    names = [g.logits, g.scores] + [t.activation_output for t in info.taps] + [t.gradient_output for t in info.taps]
+    actual = session.run(names, {g.image: image.numpy(), g.target_weights: weights.numpy()})
+    batch = torch.cat([image, image.flip(-1), torch.zeros_like(image)])
+    with torch.no_grad():
+        batch_expected = score_head(model(batch), info.output_kind).numpy()
+    (batch_actual,) = session.run([g.batch_scores], {g.masked_batch: batch.numpy()})
+    n = len(info.taps)
+    report = {
+        "scores": _relative_error(actual[1], expected[1]),
+        "batch_scores": _relative_error(batch_actual, batch_expected),
+        "activations": max(_relative_error(a, e) for a, e in zip(actual[2:2 + n], expected[2:2 + n])),
+        "gradients": max(_relative_l2(a, e) for a, e in zip(actual[2 + n:], expected[2 + n:])),
+        "alpha": max(_relative_error(a.sum((2, 3)), e.sum((2, 3))) for a, e in zip(actual[2 + n:], expected[2 + n:])),
+    }
+    if max(report["scores"], report["batch_scores"]) > SCORE_TOLERANCE:
+        raise ExportError(f"onnxruntime scores differ from torch by {report}: the export is not faithful")
+    if report["activations"] > SCORE_TOLERANCE or report["gradients"] > GRADIENT_L2_TOLERANCE \
+            or report["alpha"] > ALPHA_TOLERANCE:
+        raise ExportError(f"onnxruntime gradients differ from torch autograd by {report}: the export is not faithful")
+    log.info("verified against torch: %s", report)
+    return report
+
+
+def _save_atomically(model: onnx.ModelProto, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
