@@ -1,0 +1,100 @@
+"""Command line: `python -m onnx_sise explain|export ...` (also `onnx-sise`).
+
+Bad input ends with one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import SiseError
+
+EXIT_BAD_INPUT = 2
+ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
+METHOD_NAMES = ("sise",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onnx_sise", description="SISE saliency maps for ONNX image classifiers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    explain = commands.add_parser("explain", help="explain predictions on images")
+    explain.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
+    explain.add_argument("images", type=Path, nargs="+", help="photos (PNG, JPEG, ...)")
+    explain.add_argument("--out", type=Path, default=None, help="output directory (default: beside each image)")
+    explain.add_argument("--method", choices=METHOD_NAMES, default="sise", help="explanation method (default: sise)")
+    explain.add_argument("--mu", type=float, default=0.0, help="SISE feature-map threshold, eq. 7 (default: 0)")
+    explain.add_argument("--target", type=int, default=None, help="class id to explain (default: the top-1 class)")
+    explain.add_argument("--batch-size", type=int, default=32, help="masked inputs per forward pass (default: 32)")
+    explain.add_argument("--fusion", choices=("hard", "soft"), default="hard",
+                         help="Otsu gate of the fusion cascade (default: hard, as in the paper)")
+    explain.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
+    explain.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
+
+    export = commands.add_parser("export", help="write an explainable ONNX (needs torch)")
+    export.add_argument("--zoo", choices=ZOO_NAMES, required=True, help="model to build and export")
+    export.add_argument("-o", "--output", type=Path, required=True, help="path of the *.sise.onnx to write")
+    export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
+                                                   "(default: found automatically)")
+    return parser
+
+
+def run_explain(args: argparse.Namespace) -> None:
+    from .explainer import Explainer
+    from .image_io import ensure_writable_dir, read_rgb
+    from .overlay import output_paths, write_outputs
+
+    if args.batch_size < 1:
+        raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.mu < 0:
+        raise SiseError(f"--mu must be >= 0 (SISE eq. 7), got {args.mu}")
+    for image in args.images:
+        read_rgb(image)
+    if args.out is not None:
+        ensure_writable_dir(args.out)
+    explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size)
+    for image in args.images:
+        rgb = read_rgb(image)
+        result = explainer.explain(rgb, target=args.target, method=args.method, mu=args.mu, fusion=args.fusion,
+                                   progress=sys.stderr.isatty() and not args.json)
+        png_path, npy_path = output_paths(image, args.out, args.method)
+        write_outputs(rgb, result.saliency, png_path, npy_path)
+        if args.json:
+            print(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path), **result.summary()}))
+        else:
+            used = " ".join(f"{n}={c}" for n, c in result.masks_used.items())
+            print(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
+                  f"masks {used} | {result.seconds:.2f}s -> {png_path}")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    try:
+        from onnx_sise_export import export_zoo
+    except ImportError as exc:
+        raise SiseError(f"export needs torch and onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
+    taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
+    info = export_zoo(args.zoo, str(args.output), tap_modules=taps)
+    blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
+    checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
+    print(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); "
+          f"onnxruntime vs torch relative error: {checks}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "explain":
+            run_explain(args)
+        else:
+            run_export(args)
+    except SiseError as exc:
+        print(f"onnx_sise: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("onnx_sise: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,96 @@
+"""The explainable ONNX in onnxruntime: one session serves the gradient call (batch 1)
+and the batched masked forward passes (only `batch_scores` is computed for those)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ModelError
+from .model_info import METADATA_KEY, ModelInfo
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class BlockFeatures:
+    """Activations A (N, h, w) and gradients dPsi/dA (N, h, w) of one block, batch axis dropped."""
+
+    activations: np.ndarray
+    gradients: np.ndarray
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class ExplainableModel:
+    """An explainable ONNX loaded in onnxruntime, with its metadata validated."""
+
+    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}" if not self.path.exists()
+                             else f"{self.path} is not a file")
+        if provider not in PROVIDERS:
+            raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+        if PROVIDERS[provider] not in ort.get_available_providers():
+            raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads),
+                                                providers=[PROVIDERS[provider]])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelError(f"{self.path} is not a loadable ONNX model ({_first_line(exc)})") from None
+        self.provider = provider
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in metadata:
+            raise ModelError(
+                f"{self.path} is a plain ONNX model, not an explainable one: "
+                f"export it first with `python -m onnx_sise export` (see README)"
+            )
+        self.info = ModelInfo.from_json(metadata[METADATA_KEY])
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        present = {o.name for o in self.session.get_outputs()}
+        g = self.info.graph
+        wanted = [g.logits, g.scores, g.batch_scores]
+        wanted += [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
+        missing = [name for name in wanted if name not in present]
+        if missing:
+            raise ModelError(f"{self.path} lacks the outputs {', '.join(missing[:3])}: export the model again")
+
+    def scores(self, image: np.ndarray) -> np.ndarray:
+        """Psi for every class, (classes,), of one preprocessed image without batch axis."""
+        g = self.info.graph
+        (scores,) = self.session.run([g.scores], {g.image: image[None]})
+        return scores[0]
+
+    def block_features(self, image: np.ndarray, target_weights: np.ndarray) -> list[BlockFeatures]:
+        """One gradient call: per tap, A and d(sum_c w_c Psi_c)/dA (SISE eq. 6 before the sum)."""
+        g = self.info.graph
+        names = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
+        outputs = self.session.run(names, {g.image: image[None], g.target_weights: target_weights[None]})
+        n = len(self.info.taps)
+        return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
+
+    def batch_scores(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""
+        g = self.info.graph
+        (scores,) = self.session.run([g.batch_scores], {g.masked_batch: batch})
+        return scores[:, list(classes)]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
