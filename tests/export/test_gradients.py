@@ -1,0 +1,136 @@
+"""The gradient sub-graph in onnxruntime against PyTorch autograd on the eager model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from onnx_sise import Explainer
+from onnx_sise.errors import ExportError
+from onnx_sise.model_info import InputSpec
+from onnx_sise_export import ALPHA_TOLERANCE, GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE, build_zoo_model, export_explainable
+
+LITE0_TAP_MODULES = ["_blocks.1", "_blocks.3", "_blocks.5", "_blocks.11", "_avg_pooling"]
+
+
+def _autograd_reference(model: torch.nn.Module, modules: list[str], x: np.ndarray, target: int):
+    """Block inputs and d softmax_target / d input, by hooks and retain_grad, in eager PyTorch."""
+    named = dict(model.named_modules())
+    kept: list[torch.Tensor] = []
+    hooks = [named[m].register_forward_pre_hook(lambda mod, args: kept.append(args[0])) for m in modules]
+    try:
+        image = torch.from_numpy(x[None]).requires_grad_(True)
+        probabilities = torch.softmax(model(image), dim=1)
+        for t in kept:
+            t.retain_grad()
+        probabilities[0, target].backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return probabilities.detach().numpy()[0], [t.detach().numpy()[0] for t in kept], [t.grad.numpy()[0] for t in kept]
+
+
+def _run_gradient_graph(path: Path, x: np.ndarray, target: int, num_taps: int):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    weights = np.zeros((1, 1000), np.float32)
+    weights[0, target] = 1
+    names = ["scores"] + [f"activation/block{i}" for i in range(num_taps)] + [f"gradient/block{i}" for i in range(num_taps)]
+    out = session.run(names, {"image": x[None], "target_weights": weights})
+    return out[0][0], [a[0] for a in out[1:1 + num_taps]], [g[0] for g in out[1 + num_taps:]]
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_lite0_gradients_match_autograd_on_a_real_photo(lite0_path: Path, photos: Path) -> None:
+    explainer = Explainer(lite0_path)
+    x, _ = explainer.preprocess(photos / "coffee.png")
+    model, _ = build_zoo_model("efficientnet-lite0")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    probs, acts, grads = _autograd_reference(model, LITE0_TAP_MODULES, x, 967)
+    ort_probs, ort_acts, ort_grads = _run_gradient_graph(lite0_path, x, 967, 5)
+    assert int(np.argmax(ort_probs)) == 967 and ort_probs[967] > 0.85
+    assert _rel(ort_probs, probs) < SCORE_TOLERANCE
+    for a, ea, g, eg in zip(ort_acts, acts, ort_grads, grads):
+        assert a.shape == ea.shape
+        assert _rel(a, ea) < SCORE_TOLERANCE
+        assert np.linalg.norm(g - eg) / np.linalg.norm(eg) < GRADIENT_L2_TOLERANCE
+        assert _rel(g.sum((1, 2)), eg.sum((1, 2))) < ALPHA_TOLERANCE
+
+
+def test_lite0_export_records_its_verification(lite0_path: Path) -> None:
+    info = Explainer(lite0_path).info
+    assert [(t.channels, t.height) for t in info.taps] == [(16, 112), (24, 56), (40, 28), (112, 14), (1280, 7)]
+    assert [t.reduction for t in info.taps] == [2, 4, 8, 16, 32]
+    assert info.labels[967] == "espresso" and info.output_kind == "logits"
+    assert info.verification["gradients"] < GRADIENT_L2_TOLERANCE
+    assert info.verification["alpha"] < ALPHA_TOLERANCE
+
+
+class _MiniResNet(torch.nn.Module):
+    """Stem, max-pool, a strided residual block with a shortcut, global pooling: the
+    backward ops of ResNet-50 at a size that exports in seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 7, 2, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU())
+        self.maxpool = torch.nn.MaxPool2d(3, 2, 1)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, 1, 1))
+        self.shortcut = torch.nn.Conv2d(8, 16, 1, 2)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.stem(x))
+        x = torch.relu(self.body(x) + self.shortcut(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def test_maxpool_and_residual_gradients_match_autograd(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = _MiniResNet().eval()
+    spec = InputSpec(height=64, width=64)
+    info = export_explainable(model, tmp_path / "mini.sise.onnx", model_name="mini", input_spec=spec)
+    assert [(t.source, t.channels, t.height) for t in info.taps] == [
+        ("maxpool:input", 8, 32), ("body:input", 8, 16), ("pool:input", 16, 8)]
+    x = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
+    target = 4
+    session = ort.InferenceSession(str(tmp_path / "mini.sise.onnx"), providers=["CPUExecutionProvider"])
+    weights = np.zeros((1, 10), np.float32)
+    weights[0, target] = 1
+    grads = session.run([t.gradient_output for t in info.taps], {"image": x[None], "target_weights": weights})
+    image = torch.from_numpy(x[None])
+    stem = model.stem(image).requires_grad_(True)
+    pooled = model.maxpool(stem)
+    pooled.retain_grad()
+    block = torch.relu(model.body(pooled) + model.shortcut(pooled))
+    block.retain_grad()
+    torch.softmax(model.fc(torch.flatten(model.pool(block), 1)), 1)[0, target].backward()
+    for ours, expected in zip(grads, [stem.grad, pooled.grad, block.grad]):
+        np.testing.assert_allclose(ours[0], expected.numpy()[0], rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+
+
+def test_layer_without_onnx_backward_is_named(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, 1, 1), torch.nn.MaxPool2d(2), torch.nn.ConvTranspose2d(4, 4, 2, 2),
+        torch.nn.Conv2d(4, 4, 3, 2, 1),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    ).eval()
+    with pytest.raises(ExportError, match="transposed convolutions"):
+        export_explainable(model, tmp_path / "bad.sise.onnx", model_name="bad", input_spec=InputSpec(32, 32))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_resnet50_export_verifies_against_autograd(tmp_path: Path) -> None:
+    model, entry = build_zoo_model("resnet50")
+    info = export_explainable(model, tmp_path / "r50.sise.onnx", model_name="resnet50", input_spec=entry.input)
+    assert sum(t.channels for t in info.taps) == 3904
+    assert info.verification["gradients"] < GRADIENT_L2_TOLERANCE
+    assert info.verification["alpha"] < ALPHA_TOLERANCE
