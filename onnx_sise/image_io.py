@@ -27,10 +27,20 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"cannot read {p}: {exc.strerror}") from None
     if data.size == 0:
         raise ImageError(f"{p} is empty (0 bytes): not an image")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    bgr = _decode_quietly(data)
     if bgr is None:
         raise ImageError(f"cannot decode {p} as an image: the file is corrupt or not PNG/JPEG/BMP/TIFF/WebP")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
+    """cv2.imdecode without OpenCV's own warnings on stderr: our error says it once."""
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
 
 
 def to_model_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:

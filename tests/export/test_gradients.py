@@ -12,27 +12,8 @@ import torch
 from onnx_sise import Explainer
 from onnx_sise.errors import ExportError
 from onnx_sise.model_info import InputSpec
+from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients
 from onnx_sise_export import ALPHA_TOLERANCE, GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE, build_zoo_model, export_explainable
-
-LITE0_TAP_MODULES = ["_blocks.1", "_blocks.3", "_blocks.5", "_blocks.11", "_avg_pooling"]
-
-
-def _autograd_reference(model: torch.nn.Module, modules: list[str], x: np.ndarray, target: int):
-    """Block inputs and d softmax_target / d input, by hooks and retain_grad, in eager PyTorch."""
-    named = dict(model.named_modules())
-    kept: list[torch.Tensor] = []
-    hooks = [named[m].register_forward_pre_hook(lambda mod, args: kept.append(args[0])) for m in modules]
-    try:
-        image = torch.from_numpy(x[None]).requires_grad_(True)
-        probabilities = torch.softmax(model(image), dim=1)
-        for t in kept:
-            t.retain_grad()
-        probabilities[0, target].backward()
-    finally:
-        for h in hooks:
-            h.remove()
-    return probabilities.detach().numpy()[0], [t.detach().numpy()[0] for t in kept], [t.grad.numpy()[0] for t in kept]
-
 
 def _run_gradient_graph(path: Path, x: np.ndarray, target: int, num_taps: int):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -53,7 +34,8 @@ def test_lite0_gradients_match_autograd_on_a_real_photo(lite0_path: Path, photos
     model, _ = build_zoo_model("efficientnet-lite0")
     for p in model.parameters():
         p.requires_grad_(False)
-    probs, acts, grads = _autograd_reference(model, LITE0_TAP_MODULES, x, 967)
+    probs, acts, grads = block_inputs_and_gradients(model, LITE0_TAP_MODULES, x, 967)
+    acts, grads = [a.numpy() for a in acts], [g.numpy() for g in grads]
     ort_probs, ort_acts, ort_grads = _run_gradient_graph(lite0_path, x, 967, 5)
     assert int(np.argmax(ort_probs)) == 967 and ort_probs[967] > 0.85
     assert _rel(ort_probs, probs) < SCORE_TOLERANCE

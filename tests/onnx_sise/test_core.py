@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from skimage.filters import threshold_otsu
 
 from onnx_sise import core
-from tests import reference
+import reference
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)]
 

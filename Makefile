@@ -1,0 +1,47 @@
+# The two README commands:
+#   make demo   set up .venv, build, export EfficientNet-Lite0, explain coffee.png -> artifacts/
+#   make test   set up .venv, build (with and without CUDA), run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARTIFACTS ?= artifacts
+PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'coffee.png'))")
+
+.PHONY: demo test install check-no-cuda bench clean
+
+$(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h onnx_sise/*.py export/onnx_sise_export/*.py)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet ".[export,test]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	mkdir -p $(ARTIFACTS)
+	$(PY) -m onnx_sise export --zoo efficientnet-lite0 -o $(ARTIFACTS)/efficientnet-lite0.sise.onnx
+	cp $(PHOTO) $(ARTIFACTS)/coffee.png
+	$(PY) -m onnx_sise explain $(ARTIFACTS)/efficientnet-lite0.sise.onnx $(ARTIFACTS)/coffee.png
+	@echo "overlay: $(ARTIFACTS)/coffee.sise.png   raw map: $(ARTIFACTS)/coffee.sise.npy"
+
+# The compiled core built with ONNX_SISE_CUDA=OFF, tested against the NumPy references.
+check-no-cuda: install
+	rm -rf build/no-cuda
+	$(VENV)/bin/cmake -S . -B build/no-cuda -G Ninja -DONNX_SISE_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
+		-DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) > build/no-cuda.log
+	$(VENV)/bin/cmake --build build/no-cuda >> build/no-cuda.log
+	mkdir -p build/no-cuda/site/onnx_sise
+	cp onnx_sise/*.py build/no-cuda/site/onnx_sise/ && cp build/no-cuda/_core*.so build/no-cuda/site/onnx_sise/
+	PYTHONPATH=build/no-cuda/site $(PY) -c "import onnx_sise._core as c; assert not c.built_with_cuda; print('no-CUDA core imported from', c.__file__)"
+	PYTHONPATH=build/no-cuda/site $(VENV)/bin/pytest -q -p no:cacheprovider tests/onnx_sise/test_core.py
+
+test: install check-no-cuda
+	$(PY) -c "import onnx_sise._core as c; print('installed core, CUDA kernels built:', c.built_with_cuda)"
+	$(VENV)/bin/pytest --durations=10
+
+bench: install
+	$(PY) benchmarks/bench_explain.py
+
+clean:
+	rm -rf build $(VENV) $(ARTIFACTS)

@@ -1,0 +1,65 @@
+"""The Python API on the real EfficientNet-Lite0."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnx_sise import Explainer, ImageError, TargetError
+from onnx_sise.sise import average_gradients, block_visualization, select_positive
+
+
+@pytest.fixture(scope="module")
+def explainer(lite0_path: Path) -> Explainer:
+    return Explainer(lite0_path, batch_size=16)
+
+
+def test_explain_returns_the_documented_fields(explainer: Explainer, photos: Path) -> None:
+    from onnx_sise.image_io import read_rgb
+
+    rgb = read_rgb(photos / "chelsea.png")
+    result = explainer.explain(rgb, mu=0.5)
+    assert result.target == 285 and 0.5 < result.score <= 1.0 and result.label == explainer.info.labels[285]
+    assert result.saliency.shape == rgb.shape[:2] and result.saliency.dtype == np.float32
+    assert list(result.block_maps) == [t.name for t in explainer.info.taps]
+    assert all(m.shape == (224, 224) for m in result.block_maps.values())
+    assert all(result.masks_used[b] <= result.masks_selected[b] <= t.channels
+               for b, t in zip(result.masks_used, explainer.info.taps))
+    assert result.seconds > 0 and result.forward_passes == sum(result.masks_used.values())
+    looser = explainer.explain(rgb, mu=0.0)
+    assert looser.forward_passes > result.forward_passes
+
+
+def test_mu_filters_by_fraction_of_the_largest_alpha() -> None:
+    alpha = np.array([-1.0, 0.0, 0.2, 0.5, 1.0])
+    assert select_positive(alpha).tolist() == [2, 3, 4]
+    assert select_positive(alpha, mu=0.5).tolist() == [4]
+    assert select_positive(np.array([-3.0, -1.0])).size == 0
+    with pytest.raises(ValueError, match="mu must be >= 0"):
+        select_positive(alpha, mu=-0.1)
+
+
+def test_target_and_image_errors(explainer: Explainer, photos: Path) -> None:
+    with pytest.raises(TargetError, match="out of range"):
+        explainer.explain(photos / "coffee.png", target=-1)
+    with pytest.raises(ImageError, match="uint8"):
+        explainer.explain(np.zeros((8, 8), np.float32))
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_masks(explainer: Explainer, photos: Path) -> None:
+    x, _ = explainer.preprocess(photos / "coffee.png")
+    weights = np.zeros(1000, np.float32)
+    weights[967] = 1
+    deepest = explainer.model.block_features(x, weights)[-1]
+    order = np.argsort(-average_gradients(deepest.gradients))
+    batch = np.empty((16, *x.shape), np.float32)
+    peaks = []
+    for count in (64, 256):
+        tracemalloc.start()
+        block_visualization(explainer.model, x, deepest, order[:count], 967, batch, "block4")
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.25 * peaks[0], peaks
