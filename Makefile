@@ -33,11 +33,11 @@ check-no-cuda: install
 	$(VENV)/bin/cmake --build build/no-cuda >> build/no-cuda.log
 	mkdir -p build/no-cuda/site/onnx_sise
 	cp onnx_sise/*.py build/no-cuda/site/onnx_sise/ && cp build/no-cuda/_core*.so build/no-cuda/site/onnx_sise/
-	PYTHONPATH=build/no-cuda/site $(PY) -c "import onnx_sise._core as c; assert not c.built_with_cuda; print('no-CUDA core imported from', c.__file__)"
+	cd build/no-cuda/site && $(abspath $(PY)) -c "import onnx_sise._core as c; assert not c.built_with_cuda; print('no-CUDA core imported from', c.__file__)"
 	PYTHONPATH=build/no-cuda/site $(VENV)/bin/pytest -q -p no:cacheprovider tests/onnx_sise/test_core.py
 
 test: install check-no-cuda
-	$(PY) -c "import onnx_sise._core as c; print('installed core, CUDA kernels built:', c.built_with_cuda)"
+	cd build && $(abspath $(PY)) -c "import onnx_sise._core as c; print('installed core', c.__file__, 'CUDA kernels built:', c.built_with_cuda)"
 	$(VENV)/bin/pytest --durations=10
 
 bench: install
