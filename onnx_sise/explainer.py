@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 

@@ -4,9 +4,9 @@ and the batched masked forward passes (only `batch_scores` is computed for those
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort

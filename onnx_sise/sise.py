@@ -3,8 +3,8 @@ and attribution-based input sampling (eq. 10-12), streamed in fixed-size batches
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

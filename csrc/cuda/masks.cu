@@ -11,7 +11,6 @@ namespace {
 __global__ void minmax_kernel(float* maps, int64_t plane, uint8_t* informative) {
   __shared__ float lo_s[kThreads];
   __shared__ float hi_s[kThreads];
-  __shared__ int finite_s[kThreads];
   float* map = maps + static_cast<int64_t>(blockIdx.x) * plane;
   float lo = FLT_MAX, hi = -FLT_MAX;
   int finite = 1;
@@ -21,19 +20,11 @@ __global__ void minmax_kernel(float* maps, int64_t plane, uint8_t* informative) 
     lo = fminf(lo, v);
     hi = fmaxf(hi, v);
   }
+  const bool all_finite = __syncthreads_and(finite) != 0;
   lo_s[threadIdx.x] = lo;
   hi_s[threadIdx.x] = hi;
-  finite_s[threadIdx.x] = finite;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) {
-      lo_s[threadIdx.x] = fminf(lo_s[threadIdx.x], lo_s[threadIdx.x + stride]);
-      hi_s[threadIdx.x] = fmaxf(hi_s[threadIdx.x], hi_s[threadIdx.x + stride]);
-      finite_s[threadIdx.x] &= finite_s[threadIdx.x + stride];
-    }
-    __syncthreads();
-  }
-  const bool useful = finite_s[0] && hi_s[0] > lo_s[0];
+  reduce_min_max(lo_s, hi_s);
+  const bool useful = all_finite && hi_s[0] > lo_s[0];
   const float inv_range = useful ? 1.0f / (hi_s[0] - lo_s[0]) : 0.0f;
   for (int64_t i = threadIdx.x; i < plane; i += blockDim.x) {
     map[i] = useful ? rescale_unit(map[i], lo_s[0], inv_range) : 0.0f;

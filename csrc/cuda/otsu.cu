@@ -23,14 +23,7 @@ __global__ void range_kernel(const float* values, int64_t n, float* range, int* 
   }
   lo_s[threadIdx.x] = lo;
   hi_s[threadIdx.x] = hi;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) {
-      lo_s[threadIdx.x] = fminf(lo_s[threadIdx.x], lo_s[threadIdx.x + stride]);
-      hi_s[threadIdx.x] = fmaxf(hi_s[threadIdx.x], hi_s[threadIdx.x + stride]);
-    }
-    __syncthreads();
-  }
+  reduce_min_max(lo_s, hi_s);
   if (threadIdx.x == 0) {
     // CUDA has no float atomicMin/atomicMax: compare-and-swap on the bit pattern.
     unsigned int* lo_bits = reinterpret_cast<unsigned int*>(&range[0]);

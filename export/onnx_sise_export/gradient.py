@@ -8,7 +8,7 @@ ONNX has (a transposed convolution, a scatter-add, a broadcast), then exported.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

@@ -9,9 +9,9 @@ Where no enclosing module qualifies, the tap is the input of the op itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from torch import nn

@@ -5,12 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import reference
 import torch
 import torch.nn.functional as F
 from skimage.filters import threshold_otsu
 
 from onnx_sise import core
-import reference
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)]
 
