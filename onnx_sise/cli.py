@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import SiseError
+from .model_info import OUTPUT_KINDS
 
 EXIT_BAD_INPUT = 2
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write an explainable ONNX (needs torch)")
     export.add_argument("--zoo", choices=ZOO_NAMES, required=True, help="model to build and export")
     export.add_argument("-o", "--output", type=Path, required=True, help="path of the *.sise.onnx to write")
+    export.add_argument("--output-kind", choices=OUTPUT_KINDS, default="logits",
+                        help="what the model emits: logits (Psi = softmax), probabilities (used as they are) or "
+                             "sigmoid (multi-label logits, Psi = sigmoid) (default: logits)")
     export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
                                                    "(default: found automatically)")
     return parser
@@ -77,7 +81,7 @@ def run_export(args: argparse.Namespace) -> None:
     except ImportError as exc:
         raise SiseError(f"export needs torch and onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
     taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
-    info = export_zoo(args.zoo, str(args.output), tap_modules=taps)
+    info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind)
     blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
     checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
     print(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); "

@@ -1,6 +1,8 @@
 """Offline half of onnx_sise: turns a classifier into an explainable ONNX. Needs torch;
 the explain path (package onnx_sise) never imports this package."""
 
+from onnx_sise.model_info import ModelInfo
+
 from .pipeline import ALPHA_TOLERANCE, GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE, export_explainable
 from .taps import TapSite, find_taps
 from .zoo import ZOO, build_zoo_model, imagenet_labels
@@ -11,8 +13,8 @@ __all__ = [
 ]
 
 
-def export_zoo(name: str, path: str, tap_modules: tuple[str, ...] = ()):  # noqa: ANN201
+def export_zoo(name: str, path: str, tap_modules: tuple[str, ...] = (), output_kind: str = "logits") -> ModelInfo:
     """Export a model of the zoo (efficientnet-lite0, resnet50, vgg16) to `path`."""
     model, entry = build_zoo_model(name)
-    return export_explainable(model, path, model_name=name, input_spec=entry.input, output_kind="logits",
+    return export_explainable(model, path, model_name=name, input_spec=entry.input, output_kind=output_kind,
                               labels=imagenet_labels(), tap_modules=tap_modules)
