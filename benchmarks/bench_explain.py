@@ -23,9 +23,9 @@ import numpy as np
 import onnxruntime as ort
 import skimage
 import torch
-from onnx_sise_export import build_zoo_model, export_zoo
 
 import onnx_sise
+from onnx_sise_export import build_zoo_model, export_zoo
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))

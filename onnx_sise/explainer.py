@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
@@ -42,7 +42,6 @@ class Explanation:
     masks_selected: dict[str, int]
     masks_used: dict[str, int]
     seconds: float
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def forward_passes(self) -> int:
@@ -53,7 +52,7 @@ class Explanation:
         return {
             "target": self.target, "label": self.label, "score": round(self.score, 6), "method": self.method,
             "masks_selected": self.masks_selected, "masks_used": self.masks_used,
-            "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3), **self.extra,
+            "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3),
         }
 
 

@@ -8,6 +8,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients
+
+from onnx_sise import Explainer
+from onnx_sise.errors import ExportError
+from onnx_sise.model_info import InputSpec
 from onnx_sise_export import (
     ALPHA_TOLERANCE,
     GRADIENT_L2_TOLERANCE,
@@ -15,11 +20,6 @@ from onnx_sise_export import (
     build_zoo_model,
     export_explainable,
 )
-from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients
-
-from onnx_sise import Explainer
-from onnx_sise.errors import ExportError
-from onnx_sise.model_info import InputSpec
 
 
 def _run_gradient_graph(path: Path, x: np.ndarray, target: int, num_taps: int):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from onnx_sise_export import build_zoo_model, find_taps
-from onnx_sise_export.taps import TapCapture, taps_from_names
 
 from onnx_sise.errors import ExportError
+from onnx_sise_export import build_zoo_model, find_taps
+from onnx_sise_export.taps import TapCapture, taps_from_names
 
 EXPECTED = {
     "efficientnet-lite0": [(16, 112), (24, 56), (40, 28), (112, 14), (1280, 7)],

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import reference
 import torch
-from onnx_sise_export import build_zoo_model
 from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients, sise_block_map
 
 from onnx_sise import Explainer
+from onnx_sise_export import build_zoo_model
 
 
 @pytest.fixture(scope="module")
