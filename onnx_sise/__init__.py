@@ -8,12 +8,12 @@ from pkgutil import extend_path
 # installed copy: look there too.
 __path__ = extend_path(__path__, __name__)
 
-from .errors import ExportError, ImageError, ModelError, OutputError, SiseError, TargetError
+from .errors import ExportError, ImageError, ModelError, OptionError, OutputError, SiseError, TargetError
 from .explainer import Explainer, Explanation
 from .model_info import InputSpec, ModelInfo, Tap
 
 __all__ = [
     "Explainer", "Explanation", "ExportError", "ImageError", "InputSpec", "ModelError", "ModelInfo",
-    "OutputError", "SiseError", "Tap", "TargetError",
+    "OptionError", "OutputError", "SiseError", "Tap", "TargetError",
 ]
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ from .model_info import OUTPUT_KINDS
 
 EXIT_BAD_INPUT = 2
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
-METHOD_NAMES = ("sise",)
+METHOD_NAMES = ("sise", "ada-sise", "gradcam", "gradcam++", "wgradcam", "rise", "score-cam")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=None, help="output directory (default: beside each image)")
     explain.add_argument("--method", choices=METHOD_NAMES, default="sise", help="explanation method (default: sise)")
     explain.add_argument("--mu", type=float, default=0.0, help="SISE feature-map threshold, eq. 7 (default: 0)")
-    explain.add_argument("--target", type=int, default=None, help="class id to explain (default: the top-1 class)")
+    explain.add_argument("--target", type=class_ids, default=None,
+                         help="class id(s) to explain, comma-separated, e.g. 967,968 (default: the top-1 class)")
+    explain.add_argument("--top-k", type=int, default=None, help="explain the k best classes (default: off)")
+    explain.add_argument("--layer", default=None,
+                         help="tap of the CAM methods and Score-CAM, e.g. block3 (default: the deepest)")
+    explain.add_argument("--rise-masks", type=int, default=2000, help="RISE mask count (default: 2000)")
+    explain.add_argument("--seed", type=int, default=0, help="RISE random seed (default: 0)")
     explain.add_argument("--batch-size", type=int, default=32, help="masked inputs per forward pass (default: 32)")
     explain.add_argument("--fusion", choices=("hard", "soft"), default="hard",
                          help="Otsu gate of the fusion cascade (default: hard, as in the paper)")
@@ -47,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def class_ids(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class ids like 967 or 967,968, got {text!r}") from None
+
+
+def method_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"mu": args.mu, "fusion": args.fusion, "layer": args.layer, "rise_masks": args.rise_masks,
+            "seed": args.seed}
+
+
 def run_explain(args: argparse.Namespace) -> None:
     from .explainer import Explainer
     from .image_io import ensure_writable_dir, read_rgb
@@ -56,6 +74,8 @@ def run_explain(args: argparse.Namespace) -> None:
         raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.mu < 0:
         raise SiseError(f"--mu must be >= 0 (SISE eq. 7), got {args.mu}")
+    if args.rise_masks < 1:
+        raise SiseError(f"--rise-masks must be at least 1, got {args.rise_masks}")
     for image in args.images:
         read_rgb(image)
     if args.out is not None:
@@ -63,16 +83,23 @@ def run_explain(args: argparse.Namespace) -> None:
     explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size)
     for image in args.images:
         rgb = read_rgb(image)
-        result = explainer.explain(rgb, target=args.target, method=args.method, mu=args.mu, fusion=args.fusion,
-                                   progress=sys.stderr.isatty() and not args.json)
-        png_path, npy_path = output_paths(image, args.out, args.method)
-        write_outputs(rgb, result.saliency, png_path, npy_path)
-        if args.json:
-            print(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path), **result.summary()}))
-        else:
-            used = " ".join(f"{n}={c}" for n, c in result.masks_used.items())
-            print(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
-                  f"masks {used} | {result.seconds:.2f}s -> {png_path}")
+        results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=args.method,
+                                            progress=sys.stderr.isatty() and not args.json, **method_options(args))
+        for result in results:
+            suffix = args.method if len(results) == 1 else f"{args.method}.{result.target}"
+            png_path, npy_path = output_paths(image, args.out, suffix)
+            write_outputs(rgb, result.saliency, png_path, npy_path)
+            if args.json:
+                print(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
+                                  **result.summary()}))
+            else:
+                used = " ".join(f"{n}={c}" for n, c in result.masks_used.items()) or "none"
+                print(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
+                      f"masks {used} | {result.seconds:.2f}s -> {png_path}")
+        if len(results) > 1 and not args.json:
+            separate = sum(r.forward_passes for r in results)
+            print(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
+                  f"({separate - results[0].passes} saved by sharing)")
 
 
 def run_export(args: argparse.Namespace) -> None:

@@ -24,3 +24,7 @@ class ExportError(SiseError):
 
 class OutputError(SiseError):
     """An output file or directory cannot be written."""
+
+
+class OptionError(SiseError, ValueError):
+    """A method option is out of its domain (an unknown method, layer or rule)."""

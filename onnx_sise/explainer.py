@@ -1,36 +1,37 @@
 """`Explainer`: owns the onnxruntime session, the preprocessing and target choice, and
-runs an explanation method over them."""
+runs an explanation method (onnx_sise.methods) over them."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import numpy as np
 
 from . import core
-from .errors import ImageError, TargetError
-from .fusion import GATES, fuse_block_maps
+from .errors import ImageError, OptionError, TargetError
+from .fusion import GATES
 from .image_io import read_rgb, to_model_input
+from .methods import METHODS, Context, MethodOptions
 from .model_info import ModelInfo
 from .progress import ProgressBar
 from .session import ExplainableModel
-from .sise import BlockMap, average_gradients, block_visualization, select_positive
 
 ImageLike = Union[str, os.PathLike, np.ndarray]
-METHODS = ("sise",)
 DEFAULT_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """One explanation.
+    """One explanation of one target.
 
     saliency: (H, W) float32 in [0, 1], the photo's own size.
-    block_maps: per block name, its visualisation map (model input size), in [0, 1].
-    masks_used: per block name, the masks scored (= masked forward passes).
+    block_maps: per tap name, the map the method built there (see MethodResult).
+    masks_used: per tap name, the masks this target was scored on.
+    passes: masked forward passes the whole call ran (shared by all its targets).
     """
 
     saliency: np.ndarray
@@ -42,9 +43,12 @@ class Explanation:
     masks_selected: dict[str, int]
     masks_used: dict[str, int]
     seconds: float
+    passes: int = 0
+    details: dict[str, object] = field(default_factory=dict)
 
     @property
     def forward_passes(self) -> int:
+        """Masked passes this target needs on its own."""
         return sum(self.masks_used.values())
 
     def summary(self) -> dict[str, object]:
@@ -52,7 +56,8 @@ class Explanation:
         return {
             "target": self.target, "label": self.label, "score": round(self.score, 6), "method": self.method,
             "masks_selected": self.masks_selected, "masks_used": self.masks_used,
-            "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3),
+            "forward_passes": self.forward_passes, "passes_run": self.passes, "seconds": round(self.seconds, 3),
+            **self.details,
         }
 
 
@@ -82,41 +87,62 @@ class Explainer:
         rgb = read_rgb(image) if isinstance(image, (str, os.PathLike)) else _check_rgb(image)
         return to_model_input(rgb, self.info.input), (rgb.shape[0], rgb.shape[1])
 
-    def explain(self, image: ImageLike, target: int | None = None, method: str = "sise", *, mu: float = 0.0,
-                fusion: str = "hard", progress: bool = False) -> Explanation:
-        """Explain the model's score for class `target` (default: its top-1) on `image`
-        (a path, or an (H, W, 3) uint8 RGB array). SISE with threshold `mu` (eq. 7) and
-        the fusion gate of `fuse_block_maps` ("hard" as in the paper, or "soft")."""
+    def explain(self, image: ImageLike, target: int | None = None, method: str = "sise", *,
+                progress: bool = False, **options: object) -> Explanation:
+        """Explain the score of class `target` (default: the top-1) on `image` (a path, or
+        an (H, W, 3) uint8 RGB array) with `method` (one of onnx_sise.methods.METHODS);
+        options are the fields of MethodOptions (mu, fusion, layer, rise_masks, seed, ...)."""
+        targets = None if target is None else [target]
+        return self.explain_targets(image, targets, method=method, progress=progress, **options)[0]
+
+    def explain_targets(self, image: ImageLike, targets: Sequence[int] | None = None, *, top_k: int | None = None,
+                        method: str = "sise", progress: bool = False, **options: object) -> list[Explanation]:
+        """One explanation per target (given, or the top_k classes, default the top-1).
+        The masked passes are shared: one pass scores every target."""
         if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if fusion not in GATES:
-            raise ValueError(f"fusion must be one of {GATES}, got {fusion!r}")
+            raise OptionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        unknown = set(options) - set(MethodOptions.__dataclass_fields__)
+        if unknown:
+            raise OptionError(f"unknown method options {sorted(unknown)}: see onnx_sise.methods.MethodOptions")
+        opts = replace(MethodOptions(), **options)
+        if opts.fusion not in GATES:
+            raise OptionError(f"fusion must be one of {GATES}, got {opts.fusion!r}")
+        if opts.mu < 0:
+            raise OptionError(f"mu must be >= 0 (SISE eq. 7), got {opts.mu}")
         started = time.perf_counter()
         x, photo_size = self.preprocess(image)
         scores = self.model.scores(x)
-        target = self._check_target(int(np.argmax(scores)) if target is None else target)
-        weights = np.zeros(self.info.num_classes, np.float32)
-        weights[target] = 1.0
-        features = self.model.block_features(x, weights)
-        selections = [select_positive(average_gradients(f.gradients), mu) for f in features]
-        bar = ProgressBar(sum(s.size for s in selections), f"SISE class {target}") if progress else None
-        batch = np.empty((self.batch_size, *x.shape), dtype=np.float32)
-        blocks: list[BlockMap] = []
-        for tap, feat, selected in zip(self.info.taps, features, selections):
-            blocks.append(block_visualization(self.model, x, feat, selected, target, batch, tap.name,
-                                              bar if bar is not None else _no_progress))
+        chosen = self._choose_targets(scores, targets, top_k)
+        bar = ProgressBar(None, f"{method} {','.join(map(str, chosen))}") if progress else None
+        ctx = Context(model=self.model, image=x, targets=chosen, scores=scores,
+                      batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
+                      progress=bar if bar is not None else _no_progress)
+        results = METHODS[method](ctx, opts)
         if bar is not None:
             bar.close()
-        fused = fuse_block_maps(np.stack([b.saliency for b in blocks]), gate=fusion)
-        saliency = np.clip(core.upsample_bilinear(fused[None], *photo_size)[0], 0.0, 1.0)
-        block_maps = {b.name: _unit(b.saliency) for b in blocks}
-        return Explanation(
-            saliency=saliency, target=target, label=self.info.label(target), score=float(scores[target]),
-            method=method, block_maps=block_maps, masks_selected={b.name: b.selected for b in blocks},
-            masks_used={b.name: b.used for b in blocks}, seconds=time.perf_counter() - started,
-        )
+        seconds = time.perf_counter() - started
+        return [Explanation(
+            saliency=_to_photo(r.saliency, photo_size), target=t, label=self.info.label(t), score=float(scores[t]),
+            method=method, block_maps=r.block_maps, masks_selected=r.masks_selected, masks_used=r.masks_used,
+            seconds=seconds, passes=ctx.passes, details=r.details,
+        ) for t, r in zip(chosen, results)]
 
-    def _check_target(self, target: int) -> int:
+    def _choose_targets(self, scores: np.ndarray, targets: Sequence[int] | None, top_k: int | None) -> list[int]:
+        if targets is not None and top_k is not None:
+            raise TargetError("give targets or top_k, not both")
+        if targets is None:
+            k = 1 if top_k is None else top_k
+            if not 1 <= k <= self.info.num_classes:
+                raise TargetError(f"top_k must be between 1 and {self.info.num_classes}, got {k}")
+            return [int(c) for c in np.argsort(-scores, kind="stable")[:k]]
+        chosen = [self._check_target(t) for t in targets]
+        if not chosen:
+            raise TargetError("no target class given")
+        if len(set(chosen)) != len(chosen):
+            raise TargetError(f"target classes repeat: {chosen}")
+        return chosen
+
+    def _check_target(self, target: object) -> int:
         if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
             raise TargetError(f"target must be a class id (int), got {target!r}")
         if not 0 <= target < self.info.num_classes:
@@ -128,10 +154,11 @@ def _no_progress(n: int) -> None:
     return None
 
 
-def _unit(saliency: np.ndarray) -> np.ndarray:
-    out = np.array(saliency, dtype=np.float32, copy=True)[None]
-    core.minmax_normalize(out)
-    return out[0]
+def _to_photo(saliency: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
+    """Min-max normalised (AOP eq. 4) and resized to the photo; constant maps become 0."""
+    unit = np.array(saliency, dtype=np.float32, copy=True)[None]
+    core.minmax_normalize(unit)
+    return np.clip(core.upsample_bilinear(unit, *photo_size)[0], 0.0, 1.0)
 
 
 def _check_rgb(image: np.ndarray) -> np.ndarray:

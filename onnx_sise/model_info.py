@@ -51,6 +51,7 @@ class GraphNames:
 
     image: str = "image"
     target_weights: str = "target_weights"
+    logit_weights: str = "logit_weights"
     logits: str = "logits"
     scores: str = "scores"
     masked_batch: str = "masked_batch"

@@ -8,8 +8,8 @@ from typing import TextIO
 
 
 class ProgressBar:
-    def __init__(self, total: int, label: str, stream: TextIO | None = None, width: int = 30) -> None:
-        self.total = max(total, 1)
+    def __init__(self, total: int | None, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+        self.total = total
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
@@ -18,12 +18,15 @@ class ProgressBar:
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def __call__(self, n: int) -> None:
-        self.done = min(self.done + n, self.total)
+        self.done += n
         if self.enabled:
-            filled = int(self.width * self.done / self.total)
             elapsed = time.perf_counter() - self.started
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-                              f"{self.done}/{self.total} masks {elapsed:5.1f}s")
+            if self.total:
+                filled = int(self.width * min(self.done, self.total) / self.total)
+                bar = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}"
+            else:
+                bar = f"{self.done}"
+            self.stream.write(f"\r{self.label} {bar} masks {elapsed:5.1f}s")
             self.stream.flush()
 
     def close(self) -> None:

@@ -76,11 +76,16 @@ class ExplainableModel:
         (scores,) = self.session.run([g.scores], {g.image: image[None]})
         return scores[0]
 
-    def block_features(self, image: np.ndarray, target_weights: np.ndarray) -> list[BlockFeatures]:
-        """One gradient call: per tap, A and d(sum_c w_c Psi_c)/dA (SISE eq. 6 before the sum)."""
+    def block_features(self, image: np.ndarray, target_weights: np.ndarray,
+                       logit_weights: np.ndarray | None = None) -> list[BlockFeatures]:
+        """One gradient call: per tap, A and d(sum_c w_c Psi_c + sum_c u_c y_c)/dA, with
+        target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
         g = self.info.graph
         names = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
-        outputs = self.session.run(names, {g.image: image[None], g.target_weights: target_weights[None]})
+        feeds = {g.image: image[None], g.target_weights: target_weights[None]}
+        if logit_weights is not None:
+            feeds[g.logit_weights] = logit_weights[None]
+        outputs = self.session.run(names, feeds)
         n = len(self.info.taps)
         return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
 

@@ -76,15 +76,17 @@ def decomposition_table() -> dict:
 def explanation_function(
     model: nn.Module, sites: Sequence[TapSite], output_kind: str
 ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
-    """f(image, target_weights) -> (logits, scores, *activations, *gradients), where the
-    gradients are of sum(scores * target_weights) (SISE eq. 6 before the spatial sum)."""
+    """f(image, target_weights, logit_weights) -> (logits, scores, *activations, *gradients),
+    where the gradients are of sum(scores * target_weights) + sum(logits * logit_weights):
+    the score Psi for SISE (eq. 6 before the spatial sum), the raw class output for the
+    Grad-CAM family."""
     capture = TapCapture(model, sites)
 
-    def explain(image: torch.Tensor, target_weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def explain(image: torch.Tensor, target_weights: torch.Tensor, logit_weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with capture.capture() as taps:
             logits = model(image)
         scores = score_head(logits, output_kind)
-        objective = (scores * target_weights).sum()
+        objective = (scores * target_weights).sum() + (logits * logit_weights).sum()
         gradients = torch.autograd.grad(objective, taps)
         return (logits, scores, *taps, *gradients)
 
@@ -99,7 +101,7 @@ def trace_explanation(model: nn.Module, sites: Sequence[TapSite], output_kind: s
     example = image.detach().clone().requires_grad_(True)
     weights = torch.zeros(1, num_classes)
     fn = explanation_function(model, sites, output_kind)
-    traced = make_fx(fn, decomposition_table=decomposition_table())(example, weights)
+    traced = make_fx(fn, decomposition_table=decomposition_table())(example, weights, weights.clone())
     leftover = sorted({str(n.target) for n in traced.graph.nodes
                        if n.op == "call_function" and "backward" in str(n.target)})
     if leftover:

@@ -46,15 +46,16 @@ def join_graphs(gradient: onnx.ModelProto, scoring: onnx.ModelProto, tap_names: 
     gradient = onnx.inliner.inline_local_functions(gradient)
     scoring = onnx.inliner.inline_local_functions(scoring)
     g, s = gradient.graph, scoring.graph
-    if len(g.input) != 2 or len(s.input) != 1:
-        raise ExportError("unexpected exported graph inputs: expected (image, target_weights) and (images)")
+    if len(g.input) != 3 or len(s.input) != 1:
+        raise ExportError("unexpected exported graph inputs: expected (image, target_weights, logit_weights) "
+                          "and (images)")
     expected_outputs = 2 + 2 * len(tap_names)
     if len(g.output) != expected_outputs:
         raise ExportError(f"the gradient graph has {len(g.output)} outputs, expected {expected_outputs}")
     activation_names = [f"activation/{t}" for t in tap_names]
     gradient_names = [f"gradient/{t}" for t in tap_names]
     _rename_everywhere(g, {
-        g.input[0].name: names.image, g.input[1].name: names.target_weights,
+        g.input[0].name: names.image, g.input[1].name: names.target_weights, g.input[2].name: names.logit_weights,
         **dict(zip([o.name for o in g.output], [names.logits, names.scores, *activation_names, *gradient_names])),
     })
 
@@ -78,11 +79,12 @@ def join_graphs(gradient: onnx.ModelProto, scoring: onnx.ModelProto, tap_names: 
     graph = onnx.helper.make_graph(
         nodes=list(g.node) + list(s.node),
         name="onnx_sise_explainable",
-        inputs=[g.input[0], g.input[1], s.input[0]],
+        inputs=[g.input[0], g.input[1], g.input[2], s.input[0]],
         outputs=list(g.output) + list(s.output),
         initializer=list(g.initializer) + new_initializers + [
             _zeros_default(g.input[0], image_shape),
             _zeros_default(g.input[1], (1, num_classes)),
+            _zeros_default(g.input[2], (1, num_classes)),
             _zeros_default(s.input[0], image_shape),
         ],
         value_info=list(g.value_info) + list(s.value_info),

@@ -105,7 +105,7 @@ def export_explainable(
 
     traced = trace_explanation(model, sites, output_kind, image, num_classes)
     weights = torch.zeros(1, num_classes)
-    gradient_proto = _quiet_export(traced, (image, weights))
+    gradient_proto = _quiet_export(traced, (image, weights, weights.clone()))
     batch = torch.export.Dim("batch", min=1, max=4096)
     # Unoptimised, so that Conv weights are not folded with BatchNorm and stay shared
     # with the gradient graph; onnxruntime fuses them when it loads the session.
@@ -148,10 +148,14 @@ def _verify(joined: onnx.ModelProto, model: nn.Module, sites: Sequence[TapSite],
     top = int(probe.argmax())
     weights = torch.zeros(1, info.num_classes)
     weights[0, top] = 1.0
-    expected = explanation_function(model, sites, info.output_kind)(image.clone().requires_grad_(True), weights)
+    # Psi and the raw output weighted at once: both paths of the objective are checked.
+    logit_weights = weights * 0.01
+    expected = explanation_function(model, sites, info.output_kind)(image.clone().requires_grad_(True), weights,
+                                                                     logit_weights)
     expected = [t.detach().numpy() for t in expected]
     names = [g.logits, g.scores] + [t.activation_output for t in info.taps] + [t.gradient_output for t in info.taps]
-    actual = session.run(names, {g.image: image.numpy(), g.target_weights: weights.numpy()})
+    actual = session.run(names, {g.image: image.numpy(), g.target_weights: weights.numpy(),
+                                 g.logit_weights: logit_weights.numpy()})
     batch = torch.cat([image, image.flip(-1), torch.zeros_like(image)])
     with torch.no_grad():
         batch_expected = score_head(model(batch), info.output_kind).numpy()

@@ -1,26 +1,16 @@
-"""SISE phases 2 and 3 for one block: gradient-based feature-map selection (SISE eq. 6-8)
-and attribution-based input sampling (eq. 10-12), streamed in fixed-size batches."""
+"""SISE (AAAI 2021) and Ada-SISE (ICASSP 2021): gradient-based feature-map selection
+(SISE eq. 6-8, Ada-SISE eq. 1-6), attribution-based input sampling (SISE eq. 10-12)
+and block-wise fusion (SISE Fig. 5). Masks are streamed in fixed-size batches and one
+masked pass scores every target."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
-from . import core
-from .session import BlockFeatures, ExplainableModel
-
-
-@dataclass(frozen=True)
-class BlockMap:
-    """Visualisation map V (H, W) of one block at the model's input size, with counts:
-    `selected` maps passed the gradient filter, `used` of them were informative masks."""
-
-    name: str
-    saliency: np.ndarray
-    selected: int
-    used: int
+from .. import core
+from ..fusion import fuse_block_maps
+from .context import Context, attribution_masks
+from .result import MethodResult
 
 
 def average_gradients(gradients: np.ndarray) -> np.ndarray:
@@ -36,44 +26,89 @@ def select_positive(alpha: np.ndarray, mu: float = 0.0) -> np.ndarray:
     return np.flatnonzero(alpha > mu * alpha.max())
 
 
-def block_visualization(
-    model: ExplainableModel,
-    image: np.ndarray,
-    features: BlockFeatures,
-    selected: np.ndarray,
-    target: int,
-    batch: np.ndarray,
-    name: str,
-    progress: Callable[[int], None] = lambda n: None,
-) -> BlockMap:
-    """V(lambda) = mean over masks m of Psi_c(I . m) * m(lambda) / sum(m) (SISE eq. 12).
+def adaptive_threshold(positive: np.ndarray, rule: str = "otsu") -> float:
+    """mu of Ada-SISE (eq. 2-6) for the positive normalised gradients Upsilon.
 
-    Masks m_k = min-max normalisation of the bilinear upsampling of A_k to the input size
-    (Omega of eq. 7); constant maps are skipped. `batch` is the reusable float32 buffer
-    (B, C, H, W) or (B, H, W, C) the masked inputs are written into; peak memory is
-    bounded by B, whatever the number of masks.
+    Upsilon is sorted ascending (n values); splitting after the i-th value (i = 1..n-1)
+    gives a low and a high class, and mu = Upsilon(argmax_i tau(i)) (eq. 6), so that the
+    maps kept (v > mu) are the high class.
+      rule="otsu":  tau(i) = (i/n) * ((n-i)/n) * (mean_low - mean_high)^2, the between-class
+                    variance that the paper says eq. 5 maximises (Otsu 1979).
+      rule="paper": eq. 2-5 as printed, tau(i) = omega_L * omega_H * ((n - 2i)/n)^2 with
+                    omega_L = n * mean(Upsilon_1..i), omega_H = n * sum(Upsilon_i..n) / (n - i);
+                    this swaps the roles of class means and class weights; offered for comparison.
+    Fewer than two values: mu = 0, so every positive map is kept.
     """
-    spec = model.info.input
-    height, width = spec.height, spec.width
-    acc = np.zeros((height, width), dtype=np.float64)
-    activations = features.activations[selected]
-    flat = activations.reshape(activations.shape[0], -1)
-    varying = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))
-    used = 0
-    step = batch.shape[0]
-    for start in range(0, varying.size, step):
-        chunk = activations[varying[start:start + step]]
-        masks = core.upsample_bilinear(chunk, height, width)
-        informative = core.minmax_normalize(masks)
-        if not informative.all():
-            masks = np.ascontiguousarray(masks[informative])
-        count = masks.shape[0]
-        if count:
-            core.build_masked_batch(image, masks, batch, spec.layout)
-            scores = model.batch_scores(batch[:count], [target])[:, 0]
-            core.accumulate_contributions(masks, scores, acc)
-            used += count
-        progress(chunk.shape[0])
-    saliency = (acc / used).astype(np.float32) if used else np.zeros((height, width), np.float32)
-    progress(selected.size - varying.size)
-    return BlockMap(name=name, saliency=saliency, selected=int(selected.size), used=used)
+    values = np.sort(np.asarray(positive, dtype=np.float64))
+    n = values.size
+    if n < 2:
+        return 0.0
+    i = np.arange(1, n)
+    prefix = np.cumsum(values)[:-1]
+    if rule == "otsu":
+        mean_low = prefix / i
+        mean_high = (values.sum() - prefix) / (n - i)
+        tau = (i / n) * ((n - i) / n) * (mean_low - mean_high) ** 2
+    elif rule == "paper":
+        suffix_from_i = np.cumsum(values[::-1])[::-1][:-1]
+        tau = (prefix / i * n) * (suffix_from_i / (n - i) * n) * ((n - 2 * i) / n) ** 2
+    else:
+        raise ValueError(f"rule must be 'otsu' or 'paper', got {rule!r}")
+    return float(values[int(np.argmax(tau))])
+
+
+def select_adaptive(alpha: np.ndarray, rule: str = "otsu") -> np.ndarray:
+    """Ada-SISE selection (Algorithm 1): v_k = alpha_k / max alpha; keep v_k > mu, mu
+    from `adaptive_threshold` of the positive v_k (eq. 1). No tuning parameter."""
+    top = alpha.max()
+    if not top > 0:
+        return np.empty(0, dtype=np.int64)
+    v = alpha / top
+    return np.flatnonzero(v > adaptive_threshold(v[v > 0], rule))
+
+
+def block_maps(ctx: Context, block: int, selections: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """V of SISE eq. 12 for one block and every target: the mean over that target's
+    masks m of Psi_c(I . m) * m / sum(m). The masks of all targets are scored once
+    (their union). Returns maps (T, H, W) and masks used per target (T,)."""
+    activations = ctx.features(ctx.targets[0], "score")[block].activations
+    union = np.unique(np.concatenate(selections)) if selections else np.empty(0, np.int64)
+    member = np.stack([np.isin(union, s) for s in selections])
+    position = {k: i for i, k in enumerate(union)}
+    height, width = ctx.size
+    acc = np.zeros((len(selections), height, width), dtype=np.float64)
+    used = np.zeros(len(selections), dtype=np.int64)
+    chunks = attribution_masks(activations, union, ctx.size, ctx.batch.shape[0], ctx.progress)
+    for masks, kept, scores in ctx.score_masks(chunks):
+        rows = np.array([position[k] for k in kept])
+        for t in range(len(selections)):
+            mine = member[t, rows]
+            if mine.any():
+                core.accumulate_contributions(np.ascontiguousarray(masks[mine]), scores[mine, t], acc[t])
+                used[t] += int(mine.sum())
+    maps = np.divide(acc, np.maximum(used, 1)[:, None, None]).astype(np.float32)
+    return maps, used
+
+
+def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusion: str = "hard",
+                 rule: str = "otsu") -> list[MethodResult]:
+    """SISE (mu, SISE eq. 7) or Ada-SISE (adaptive=True, Ada-SISE Algorithm 1) for every
+    target of `ctx`; the features of each target come from its own gradient call."""
+    taps = ctx.model.info.taps
+    per_target = [ctx.features(t, "score") for t in ctx.targets]
+    alphas = [[average_gradients(f.gradients) for f in feats] for feats in per_target]
+    selections = [[select_adaptive(a, rule) if adaptive else select_positive(a, mu) for a in blocks]
+                  for blocks in alphas]
+    positive = [[int((a > 0).sum()) for a in blocks] for blocks in alphas]
+    block_results = [block_maps(ctx, b, [s[b] for s in selections]) for b in range(len(taps))]
+    results = []
+    for t in range(len(ctx.targets)):
+        stack = np.stack([maps[t] for maps, _ in block_results])
+        results.append(MethodResult(
+            saliency=fuse_block_maps(stack, gate=fusion),
+            block_maps={tap.name: stack[b] for b, tap in enumerate(taps)},
+            masks_selected={tap.name: int(selections[t][b].size) for b, tap in enumerate(taps)},
+            masks_used={tap.name: int(block_results[b][1][t]) for b, tap in enumerate(taps)},
+            details={"positive_gradient_maps": {tap.name: positive[t][b] for b, tap in enumerate(taps)}},
+        ))
+    return results

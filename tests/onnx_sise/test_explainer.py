@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from onnx_sise import Explainer, ImageError, TargetError
-from onnx_sise.sise import average_gradients, block_visualization, select_positive
+from onnx_sise.methods.context import Context
+from onnx_sise.methods.sise import block_maps, select_positive
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +52,17 @@ def test_target_and_image_errors(explainer: Explainer, photos: Path) -> None:
 
 def test_peak_memory_does_not_grow_with_the_number_of_masks(explainer: Explainer, photos: Path) -> None:
     x, _ = explainer.preprocess(photos / "coffee.png")
-    weights = np.zeros(1000, np.float32)
-    weights[967] = 1
-    deepest = explainer.model.block_features(x, weights)[-1]
-    order = np.argsort(-average_gradients(deepest.gradients))
-    batch = np.empty((16, *x.shape), np.float32)
+    ctx = Context(model=explainer.model, image=x, targets=[967], scores=explainer.model.scores(x),
+                  batch=np.empty((16, *x.shape), np.float32))
+    deepest = ctx.features(967, "score")[-1]
+    flat = deepest.activations.reshape(deepest.activations.shape[0], -1)
+    order = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))
+    assert order.size >= 256
     peaks = []
     for count in (64, 256):
         tracemalloc.start()
-        block_visualization(explainer.model, x, deepest, order[:count], 967, batch, "block4")
+        _, used = block_maps(ctx, 4, [order[:count]])
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
+        assert used[0] == count
     assert peaks[1] < 1.25 * peaks[0], peaks

@@ -1,0 +1,78 @@
+"""What every method works on: one preprocessed image, its target classes, the
+session, a reusable masked-batch buffer, and the masked-pass engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from .. import core
+from ..session import BlockFeatures, ExplainableModel
+
+Progress = Callable[[int], None]
+Payload = TypeVar("Payload")
+
+
+def no_progress(n: int) -> None:
+    return None
+
+
+@dataclass
+class Context:
+    """model, image x (C, H, W) or (H, W, C) without batch axis, targets (T,), scores
+    Psi of every class on x, batch (B, ...) float32 buffer, and the pass counter."""
+
+    model: ExplainableModel
+    image: np.ndarray
+    targets: list[int]
+    scores: np.ndarray
+    batch: np.ndarray
+    progress: Progress = no_progress
+    passes: int = 0
+    _features: dict[tuple[int, str], list[BlockFeatures]] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.model.info.input.height, self.model.info.input.width
+
+    def features(self, target: int, objective: str) -> list[BlockFeatures]:
+        """Block activations and gradients for `target`: of Psi (objective="score") or
+        of the raw class output (objective="logit"); one gradient call, cached."""
+        key = (target, objective)
+        if key not in self._features:
+            onehot = np.zeros(self.model.info.num_classes, np.float32)
+            onehot[target] = 1.0
+            zeros = np.zeros_like(onehot)
+            self._features[key] = (self.model.block_features(self.image, onehot, zeros) if objective == "score"
+                                   else self.model.block_features(self.image, zeros, onehot))
+        return self._features[key]
+
+    def score_masks(self, chunks: Iterable[tuple[np.ndarray, Payload]]) -> Iterator[tuple[np.ndarray, Payload, np.ndarray]]:
+        """Masked forward passes: for each (masks (b <= B, H, W), payload) yields the masks,
+        the payload and Psi of every target on image * mask, (b, T)."""
+        layout = self.model.info.input.layout
+        for masks, payload in chunks:
+            count = masks.shape[0]
+            if count == 0:
+                continue
+            core.build_masked_batch(self.image, masks, self.batch, layout)
+            scores = self.model.batch_scores(self.batch[:count], self.targets)
+            self.passes += count
+            yield masks, payload, scores
+
+
+def attribution_masks(activations: np.ndarray, indices: np.ndarray, size: tuple[int, int], step: int,
+                      progress: Progress = no_progress) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Omega of SISE eq. 7 in chunks of `step`: bilinear upsampling of A_k to `size`,
+    min-max normalised; constant maps are dropped. Yields (masks, their indices k)."""
+    for start in range(0, indices.size, step):
+        chunk = indices[start:start + step]
+        masks = core.upsample_bilinear(activations[chunk], *size)
+        informative = core.minmax_normalize(masks)
+        progress(chunk.size)
+        if not informative.all():
+            masks, chunk = np.ascontiguousarray(masks[informative]), chunk[informative]
+        yield masks, chunk

@@ -1,0 +1,66 @@
+"""Perturbation baselines on the same masked-pass engine: RISE and Score-CAM.
+
+RISE (Petsiuk et al., BMVC 2018): N binary grids of s x s cells, each on with
+probability p, bilinearly upsampled to ((s+1) * H/s, (s+1) * W/s) and cropped at a random
+shift; S = sum_i Psi_c(I . M_i) M_i / (N p).
+Score-CAM (Wang et al., CVPR-W 2020): every feature map of one tap, upsampled and min-max
+normalised, masks the input; its weight is Psi_c(I . M_k) (the softmax probability, so the
+weights are already normalised across classes); S = ReLU(sum_k w_k A_k) at the tap's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .. import core
+from .cam import tap_index
+from .context import Context, attribution_masks
+from .result import MethodResult
+
+
+def rise_masks(count: int, size: tuple[int, int], step: int, cells: int = 7, p: float = 0.5,
+               seed: int = 0) -> Iterator[tuple[np.ndarray, None]]:
+    """RISE's mask generator in chunks of `step`, reproducible for a seed."""
+    height, width = size
+    rng = np.random.default_rng(seed)
+    cell_h, cell_w = -(-height // cells), -(-width // cells)
+    up_h, up_w = (cells + 1) * cell_h, (cells + 1) * cell_w
+    for start in range(0, count, step):
+        n = min(step, count - start)
+        grids = (rng.random((n, cells, cells)) < p).astype(np.float32)
+        shifts = rng.integers(0, [cell_h, cell_w], size=(n, 2))
+        upsampled = core.upsample_bilinear(grids, up_h, up_w)
+        masks = np.stack([upsampled[i, y:y + height, x:x + width] for i, (y, x) in enumerate(shifts)])
+        yield np.ascontiguousarray(masks), None
+
+
+def explain_rise(ctx: Context, masks: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0) -> list[MethodResult]:
+    height, width = ctx.size
+    acc = np.zeros((len(ctx.targets), height * width), dtype=np.float64)
+    for chunk, _, scores in ctx.score_masks(rise_masks(masks, ctx.size, ctx.batch.shape[0], cells, p, seed)):
+        acc += scores.T.astype(np.float64) @ chunk.reshape(chunk.shape[0], -1)
+        ctx.progress(chunk.shape[0])
+    maps = (acc / (masks * p)).reshape(-1, height, width).astype(np.float32)
+    return [MethodResult(saliency=m, block_maps={}, masks_used={"rise": masks},
+                         details={"cells": cells, "p": p, "seed": seed}) for m in maps]
+
+
+def explain_score_cam(ctx: Context, layer: str | None = None) -> list[MethodResult]:
+    taps = ctx.model.info.taps
+    index = tap_index(ctx, layer)
+    activations = ctx.features(ctx.targets[0], "score")[index].activations
+    weights = np.zeros((len(ctx.targets), activations.shape[0]), dtype=np.float64)
+    chunks = attribution_masks(activations, np.arange(activations.shape[0]), ctx.size, ctx.batch.shape[0],
+                               ctx.progress)
+    used = 0
+    for _, kept, scores in ctx.score_masks(chunks):
+        weights[:, kept] = scores.T
+        used += kept.size
+    results = []
+    for w in weights:
+        cam = np.maximum(np.tensordot(w, activations.astype(np.float64), axes=1), 0).astype(np.float32)
+        results.append(MethodResult(saliency=cam, block_maps={taps[index].name: cam},
+                                    masks_used={taps[index].name: used}, details={"layer": taps[index].name}))
+    return results
