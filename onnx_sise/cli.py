@@ -16,6 +16,7 @@ from .model_info import OUTPUT_KINDS
 EXIT_BAD_INPUT = 2
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
 METHOD_NAMES = ("sise", "ada-sise", "gradcam", "gradcam++", "wgradcam", "rise", "score-cam")
+METRIC_NAMES = ("ebpg", "miou", "bbox", "pointing", "drop", "increase", "deletion", "insertion")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
 
+    evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   description=evaluate_doc())
+    evaluate.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
+    evaluate.add_argument("--images", type=Path, required=True, help="directory the annotation file's paths start from")
+    evaluate.add_argument("--annotations", type=Path, required=True, help="annotation file (JSON, format above)")
+    evaluate.add_argument("--methods", type=names_of(METHOD_NAMES), default=["sise"],
+                          help=f"comma-separated, from {','.join(METHOD_NAMES)} (default: sise)")
+    evaluate.add_argument("--metrics", type=names_of(METRIC_NAMES), default=list(METRIC_NAMES),
+                          help=f"comma-separated, from {','.join(METRIC_NAMES)} (default: all)")
+    evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
+    evaluate.add_argument("--rise-masks", type=int, default=2000, help="RISE mask count (default: 2000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="RISE random seed (default: 0)")
+    evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    evaluate.add_argument("--out", type=Path, default=Path("."),
+                          help="directory for evaluation.json and evaluation.csv (default: .)")
+
     export = commands.add_parser("export", help="write an explainable ONNX (needs torch)")
     export.add_argument("--zoo", choices=ZOO_NAMES, required=True, help="model to build and export")
     export.add_argument("-o", "--output", type=Path, required=True, help="path of the *.sise.onnx to write")
@@ -51,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
                                                    "(default: found automatically)")
     return parser
+
+
+def evaluate_doc() -> str:
+    from .evaluate import __doc__ as doc
+
+    return doc or ""
+
+
+def names_of(choices: tuple[str, ...]):  # noqa: ANN201
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown) or 'empty list'}: choose from {','.join(choices)}")
+        return names
+
+    return parse
 
 
 def class_ids(text: str) -> list[int]:
@@ -102,6 +138,28 @@ def run_explain(args: argparse.Namespace) -> None:
                   f"({separate - results[0].passes} saved by sharing)")
 
 
+def run_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate, load_annotations, table, write_report
+    from .explainer import Explainer
+    from .image_io import ensure_writable_dir
+    from .metrics import GROUND_TRUTH_METRICS
+    from .progress import ProgressBar
+
+    if args.steps < 1 or args.batch_size < 1 or args.rise_masks < 1:
+        raise SiseError("--steps, --batch-size and --rise-masks must be at least 1")
+    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
+    need_truth = any(m in GROUND_TRUTH_METRICS for m in args.metrics)
+    annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
+    ensure_writable_dir(args.out)
+    bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
+    report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
+                      on_image=lambda label: bar(1), rise_masks=args.rise_masks, seed=args.seed)
+    bar.close()
+    json_path, csv_path = write_report(report, args.metrics, args.out)
+    print(table(report, args.metrics))
+    print(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
+
+
 def run_export(args: argparse.Namespace) -> None:
     try:
         from onnx_sise_export import export_zoo
@@ -118,10 +176,7 @@ def run_export(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "explain":
-            run_explain(args)
-        else:
-            run_export(args)
+        {"explain": run_explain, "evaluate": run_evaluate, "export": run_export}[args.command](args)
     except SiseError as exc:
         print(f"onnx_sise: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

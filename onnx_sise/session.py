@@ -67,8 +67,11 @@ class ExplainableModel:
         wanted = [g.logits, g.scores, g.batch_scores]
         wanted += [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
         missing = [name for name in wanted if name not in present]
+        feeds = {i.name for i in self.session.get_inputs()} | {i.name for i in self.session.get_overridable_initializers()}
+        missing += [name for name in (g.image, g.target_weights, g.logit_weights, g.masked_batch) if name not in feeds]
         if missing:
-            raise ModelError(f"{self.path} lacks the outputs {', '.join(missing[:3])}: export the model again")
+            raise ModelError(f"{self.path} lacks the tensors {', '.join(missing[:3])}: export the model again "
+                             "with this version of onnx_sise")
 
     def scores(self, image: np.ndarray) -> np.ndarray:
         """Psi for every class, (classes,), of one preprocessed image without batch axis."""

@@ -1,0 +1,188 @@
+"""`evaluate`: methods x metrics over annotated images, one session per model.
+
+Annotation file (JSON):
+    {"images": [{"file": "coffee.png", "target": 967,
+                 "boxes": [[x0, y0, x1, y1], ...],      # pixels, x1/y1 exclusive; optional
+                 "mask": "coffee_mask.png"}]}           # non-zero = object; optional
+`file` and `mask` are relative to the images directory. The ground truth G is the
+union of the boxes and the mask; ground-truth metrics need at least one of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import metrics
+from .errors import SiseError
+from .explainer import Explainer
+from .image_io import read_rgb, write_atomically
+
+PAPER_METRICS = {
+    "ebpg": "EBPG (%)", "miou": "mIoU top 20% (%)", "bbox": "Bbox (%)", "pointing": "Pointing game (%)",
+    "drop": "Drop (%)", "increase": "Increase (%)", "deletion": "Deletion AUC", "insertion": "Insertion AUC",
+}
+
+
+@dataclass(frozen=True)
+class Annotation:
+    file: Path
+    target: int
+    truth: np.ndarray | None
+
+
+class AnnotationError(SiseError):
+    """The annotation file is malformed or does not match the images."""
+
+
+def load_annotations(path: Path, images: Path, num_classes: int, need_truth: bool) -> list[Annotation]:
+    """Every entry checked before any work: files exist and decode, boxes lie inside
+    their image, classes are in range."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        entries = raw["images"]
+    except FileNotFoundError:
+        raise AnnotationError(f"annotation file not found: {path}") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise AnnotationError(f"{path} is not an annotation file ({exc!s}): see `evaluate --help` for the format") from None
+    if not isinstance(entries, list) or not entries:
+        raise AnnotationError(f"{path} lists no images")
+    annotations = []
+    for n, entry in enumerate(entries):
+        where = f"{path}: image #{n}"
+        if not isinstance(entry, dict) or "file" not in entry or "target" not in entry:
+            raise AnnotationError(f"{where} needs 'file' and 'target'")
+        file = images / entry["file"]
+        if not file.is_file():
+            raise AnnotationError(f"{where}: image {file} not found")
+        height, width = read_rgb(file).shape[:2]
+        target = entry["target"]
+        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < num_classes:
+            raise AnnotationError(f"{where}: class {target!r} is unknown to this model (0..{num_classes - 1})")
+        truth = _truth(entry, images, height, width, where)
+        if need_truth and truth is None:
+            raise AnnotationError(f"{where} has no boxes or mask, which the ground-truth metrics need")
+        annotations.append(Annotation(file, target, truth))
+    return annotations
+
+
+def _truth(entry: dict, images: Path, height: int, width: int, where: str) -> np.ndarray | None:
+    truth = None
+    for box in entry.get("boxes", []):
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            raise AnnotationError(f"{where}: box {box!r} is not [x0, y0, x1, y1]")
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise AnnotationError(f"{where}: box {box} lies outside the {width}x{height} image")
+        truth = np.zeros((height, width), bool) if truth is None else truth
+        truth[y0:y1, x0:x1] = True
+    if "mask" in entry:
+        mask_path = images / entry["mask"]
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+        if mask is None:
+            raise AnnotationError(f"{where}: mask {mask_path} is missing or unreadable")
+        if mask.shape != (height, width):
+            raise AnnotationError(f"{where}: mask is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}")
+        truth = (mask > 0) if truth is None else truth | (mask > 0)
+    return truth
+
+
+def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: Sequence[str],
+             metric_names: Sequence[str], steps: int = 100, on_image: Callable[[str], None] = lambda s: None,
+             **options: object) -> dict[str, dict[str, object]]:
+    """{method: {"metrics": {name: value}, "seconds_per_image", "passes_per_image", "images": [...]}};
+    percentages for EBPG, mIoU, Bbox, pointing game, Drop and Increase, AUCs as fractions."""
+    layout = explainer.info.input.layout
+    model = explainer.model
+    report: dict[str, dict[str, object]] = {}
+    for method in methods:
+        rows = []
+        for item in annotations:
+            on_image(f"{method} {item.file.name}")
+            result = explainer.explain(item.file, target=item.target, method=method, **options)
+            row: dict[str, object] = {"file": item.file.name, "target": item.target, "seconds": result.seconds,
+                                      "passes": result.passes}
+            if any(m in metrics.GROUND_TRUTH_METRICS for m in metric_names):
+                row.update(_ground_truth(result.saliency, item.truth, metric_names))
+            if any(m in metrics.MODEL_TRUTH_METRICS for m in metric_names):
+                x, _ = explainer.preprocess(item.file)
+                small = cv2.resize(result.saliency, (x.shape[-1] if layout == "NCHW" else x.shape[1],
+                                                     x.shape[1] if layout == "NCHW" else x.shape[0]),
+                                   interpolation=cv2.INTER_AREA)
+
+                def psi(batch: np.ndarray, target: int = item.target) -> np.ndarray:
+                    return model.batch_scores(np.ascontiguousarray(batch, dtype=np.float32), [target])[:, 0]
+
+                row.update(_model_truth(psi, x, small, metric_names, steps, layout, explainer.batch_size))
+            rows.append(row)
+        report[method] = {
+            "metrics": {m: _aggregate(m, [r[m] for r in rows]) for m in metric_names},
+            "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
+            "passes_per_image": float(np.mean([r["passes"] for r in rows])),
+            "images": rows,
+        }
+    return report
+
+
+def _ground_truth(saliency: np.ndarray, truth: np.ndarray, names: Sequence[str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if "ebpg" in names:
+        values["ebpg"] = metrics.energy_pointing_game(saliency, truth)
+    if "miou" in names:
+        values["miou"] = metrics.top_fraction_iou(saliency, truth)
+    if "bbox" in names:
+        values["bbox"] = metrics.bbox_score(saliency, truth)
+    if "pointing" in names:
+        values["pointing"] = metrics.pointing_game_hit(saliency, truth)
+    return values
+
+
+def _model_truth(psi: metrics.Scores, x: np.ndarray, saliency: np.ndarray, names: Sequence[str], steps: int,
+                 layout: str, batch: int) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if "drop" in names or "increase" in names:
+        drop, increase = metrics.drop_and_increase(psi, x, saliency, layout)
+        values.update({"drop": drop, "increase": increase})
+    if "deletion" in names:
+        values["deletion"] = metrics.deletion_auc(psi, x, saliency, steps, layout, batch)
+    if "insertion" in names:
+        values["insertion"] = metrics.insertion_auc(psi, x, saliency, steps, layout, batch)
+    return {k: v for k, v in values.items() if k in names}
+
+
+def _aggregate(name: str, values: list) -> float:
+    mean = float(np.mean(np.asarray(values, dtype=np.float64)))
+    return mean if name in ("deletion", "insertion") else 100.0 * mean
+
+
+def table(report: dict[str, dict[str, object]], metric_names: Sequence[str]) -> str:
+    """Markdown table: methods x metrics, seconds and masked passes per image."""
+    head = ["method"] + [PAPER_METRICS[m] for m in metric_names] + ["s / image", "passes / image"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, entry in report.items():
+        cells = [method] + [f"{entry['metrics'][m]:.3f}" if m in ("deletion", "insertion")
+                            else f"{entry['metrics'][m]:.1f}" for m in metric_names]
+        cells += [f"{entry['seconds_per_image']:.2f}", f"{entry['passes_per_image']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, dict[str, object]], metric_names: Sequence[str], out: Path) -> tuple[Path, Path]:
+    """evaluation.json (everything, per image too) and evaluation.csv (the table)."""
+    json_path, csv_path = out / "evaluation.json", out / "evaluation.csv"
+    write_atomically(json_path, json.dumps(report, indent=2).encode("utf-8"))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", *metric_names, "seconds_per_image", "passes_per_image"])
+    for method, entry in report.items():
+        writer.writerow([method, *(entry["metrics"][m] for m in metric_names), entry["seconds_per_image"],
+                         entry["passes_per_image"]])
+    write_atomically(csv_path, buffer.getvalue().encode("utf-8"))
+    return json_path, csv_path
