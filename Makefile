@@ -41,7 +41,10 @@ test: install check-no-cuda
 	$(VENV)/bin/pytest --durations=10
 
 bench: install
+	$(PY) -m pip install --quiet "matplotlib>=3.7,<4"
 	$(PY) benchmarks/bench_explain.py
+	$(PY) benchmarks/ada_vs_sise.py
+	$(PY) benchmarks/evaluate_real_photos.py
 
 clean:
 	rm -rf build $(VENV) $(ARTIFACTS)

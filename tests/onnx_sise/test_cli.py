@@ -118,3 +118,17 @@ def test_unwritable_output_directory(lite0_path: Path, photos: Path, tmp_path: P
 def test_usage_errors_exit_2() -> None:
     done = run_cli("explain")
     assert done.returncode == 2 and "usage:" in done.stderr
+
+
+def test_two_targets_share_passes_from_the_shell(lite0_path: Path, photos: Path, tmp_path: Path) -> None:
+    done = run_cli("explain", lite0_path, photos / "coffee.png", "--target", "967,968", "--method", "ada-sise",
+                   "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "saved by sharing" in done.stdout.splitlines()[-1]
+    assert {p.name for p in tmp_path.iterdir()} == {"coffee.ada-sise.967.png", "coffee.ada-sise.967.npy",
+                                                    "coffee.ada-sise.968.png", "coffee.ada-sise.968.npy"}
+
+
+def test_target_and_top_k_together_are_refused(lite0_path: Path, photos: Path, out_dir: Path) -> None:
+    done = run_cli("explain", lite0_path, photos / "coffee.png", "--target", "967", "--top-k", "2", "--out", out_dir)
+    _assert_refused(done, "not both", out_dir)

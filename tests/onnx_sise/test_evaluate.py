@@ -1,0 +1,82 @@
+"""`evaluate` end to end on real photos, and its refusals of bad annotation files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "onnx_sise", *map(str, args)], capture_output=True, text=True,
+                          timeout=900, cwd=Path(tempfile.gettempdir()))
+
+
+@pytest.fixture
+def images(photos: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(photos / "coffee.png", folder)
+    shutil.copy(photos / "chelsea.png", folder)
+    return folder
+
+
+def _annotations(tmp_path: Path, entries: list) -> Path:
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps({"images": entries}))
+    return path
+
+
+def test_evaluate_writes_table_json_and_csv(lite0_path: Path, images: Path, tmp_path: Path) -> None:
+    annotations = _annotations(tmp_path, [
+        {"file": "coffee.png", "target": 967, "boxes": [[170, 15, 420, 305]]},
+        {"file": "chelsea.png", "target": 285, "boxes": [[20, 0, 400, 300]]},
+    ])
+    out = tmp_path / "out"
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", annotations, "--methods",
+                   "gradcam,wgradcam", "--steps", "10", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "| gradcam |" in done.stdout and "| wgradcam |" in done.stdout
+    report = json.loads((out / "evaluation.json").read_text())
+    assert set(report) == {"gradcam", "wgradcam"}
+    entry = report["gradcam"]
+    assert len(entry["images"]) == 2 and entry["passes_per_image"] == 0
+    assert 0 <= entry["metrics"]["ebpg"] <= 100 and 0 <= entry["metrics"]["deletion"] <= 1
+    assert entry["metrics"]["pointing"] == 100.0
+    assert (out / "evaluation.csv").read_text().splitlines()[0].startswith("method,ebpg,miou,bbox,pointing")
+
+
+@pytest.mark.parametrize("entry,fragment", [
+    ({"file": "missing.png", "target": 967, "boxes": [[0, 0, 10, 10]]}, "not found"),
+    ({"file": "coffee.png", "target": 967, "boxes": [[500, 10, 700, 100]]}, "lies outside the 600x400 image"),
+    ({"file": "coffee.png", "target": 1000, "boxes": [[0, 0, 10, 10]]}, "class 1000 is unknown"),
+    ({"file": "coffee.png", "target": 967}, "has no boxes or mask"),
+    ({"file": "coffee.png", "target": 967, "boxes": [[1, 2, 3]]}, "is not [x0, y0, x1, y1]"),
+])
+def test_bad_annotations_fail_with_one_line(lite0_path: Path, images: Path, tmp_path: Path, entry: dict,
+                                            fragment: str) -> None:
+    out = tmp_path / "out"
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", _annotations(tmp_path, [entry]),
+                   "--methods", "gradcam", "--out", out)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_annotation_file_that_is_not_json(lite0_path: Path, images: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "a.json"
+    bad.write_text("{not json")
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", bad)
+    assert done.returncode == 2 and "is not an annotation file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unknown_method_is_a_usage_error(lite0_path: Path, images: Path, tmp_path: Path) -> None:
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", tmp_path / "x.json",
+                   "--methods", "sise,lime")
+    assert done.returncode == 2 and "unknown lime" in done.stderr
