@@ -81,6 +81,7 @@ def export_explainable(
     output_kind: str = "logits",
     labels: Sequence[str] = (),
     tap_modules: Sequence[str] = (),
+    tap_sites: Sequence[TapSite] | None = None,
 ) -> ModelInfo:
     """Write `model` as an explainable ONNX at `path` and return its metadata.
 
@@ -99,7 +100,10 @@ def export_explainable(
     num_classes = int(logits.shape[1])
     if labels and len(labels) != num_classes:
         raise ExportError(f"{len(labels)} labels for a model with {num_classes} classes")
-    sites = taps_from_names(model, tap_modules) if tap_modules else find_taps(model, image)
+    if tap_modules:
+        sites = taps_from_names(model, tap_modules)
+    else:
+        sites = list(tap_sites) if tap_sites is not None else find_taps(model, image)
     taps = _describe_taps(model, sites, image)
     log.info("taps: %s", ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in taps))
 
