@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet ".[export,test]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
+	$(PY) -m pip install --quiet --no-deps "onnx2torch>=1.5,<2"  # its torchvision requirement would replace the CPU torch
 	touch $@
 
 install: $(VENV)/.installed

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
     explain.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
+    explain.add_argument("--cache-dir", type=Path, default=None,
+                         help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
 
     evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -62,11 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="directory for evaluation.json and evaluation.csv (default: .)")
 
     export = commands.add_parser("export", help="write an explainable ONNX (needs torch)")
-    export.add_argument("--zoo", choices=ZOO_NAMES, required=True, help="model to build and export")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("model", type=Path, nargs="?", help="a plain ONNX classifier to prepare")
+    source.add_argument("--zoo", choices=ZOO_NAMES, help="a model to build and export")
+    export.add_argument("--layout", choices=("NCHW", "NHWC"), default=None,
+                        help="input layout (default: inferred from the input shape)")
+    export.add_argument("--input-size", type=size_pair, default=None,
+                        help="H,W of the input (default: from the input shape)")
+    export.add_argument("--color", choices=("RGB", "BGR"), default="RGB", help="channel order (default: RGB)")
+    export.add_argument("--scale", type=float, default=1 / 255,
+                        help="pixel (0..255) multiplier before mean/std (default: 1/255)")
+    export.add_argument("--mean", type=triple, default=(0.0, 0.0, 0.0), help="per-channel mean (default: 0,0,0)")
+    export.add_argument("--std", type=triple, default=(1.0, 1.0, 1.0), help="per-channel std (default: 1,1,1)")
     export.add_argument("-o", "--output", type=Path, required=True, help="path of the *.sise.onnx to write")
-    export.add_argument("--output-kind", choices=OUTPUT_KINDS, default="logits",
+    export.add_argument("--output-kind", choices=OUTPUT_KINDS, default=None,
                         help="what the model emits: logits (Psi = softmax), probabilities (used as they are) or "
-                             "sigmoid (multi-label logits, Psi = sigmoid) (default: logits)")
+                             "sigmoid (multi-label logits, Psi = sigmoid) (default: logits for --zoo, "
+                             "inferred from a final Softmax/Sigmoid node for a plain ONNX)")
     export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
                                                    "(default: found automatically)")
     return parser
@@ -87,6 +101,22 @@ def names_of(choices: tuple[str, ...]):  # noqa: ANN201
         return names
 
     return parse
+
+
+def size_pair(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W like 224,224, got {text!r}") from None
+    return height, width
+
+
+def triple(text: str) -> tuple[float, float, float]:
+    try:
+        a, b, c = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}") from None
+    return a, b, c
 
 
 def class_ids(text: str) -> list[int]:
@@ -116,7 +146,11 @@ def run_explain(args: argparse.Namespace) -> None:
         read_rgb(image)
     if args.out is not None:
         ensure_writable_dir(args.out)
-    explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size)
+    explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
+                          cache_dir=args.cache_dir)
+    if explainer.prepared is not None:
+        how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
+        print(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
     for image in args.images:
         rgb = read_rgb(image)
         results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=args.method,
@@ -163,10 +197,19 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def run_export(args: argparse.Namespace) -> None:
     try:
         from onnx_sise_export import export_zoo
+        from onnx_sise_export.foreign import InputOverrides, prepare_onnx
     except ImportError as exc:
         raise SiseError(f"export needs torch and onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
     taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
-    info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind)
+    if args.zoo:
+        info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind or "logits")
+    else:
+        overrides = InputOverrides(layout=args.layout, size=args.input_size, color=args.color, scale=args.scale,
+                                   mean=args.mean, std=args.std, output_kind=args.output_kind)
+        info = prepare_onnx(args.model, args.output, overrides, tap_modules=taps)
+        spec = info.input
+        print(f"input: {spec.layout} {spec.height}x{spec.width} {spec.color}, x = (pixel * {spec.scale:.6g} - "
+              f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind}")
     blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
     checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
     print(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); "

@@ -14,6 +14,10 @@ class ModelError(SiseError):
     """A model file is missing, not ONNX, or not an explainable classifier."""
 
 
+class PlainModelError(ModelError):
+    """An ONNX classifier without explainable metadata: it must be prepared first."""
+
+
 class TargetError(SiseError):
     """A requested class is out of the model's range."""
 

@@ -12,11 +12,12 @@ from typing import Union
 import numpy as np
 
 from . import core
-from .errors import ImageError, OptionError, TargetError
+from .errors import ImageError, OptionError, PlainModelError, TargetError
 from .fusion import GATES
 from .image_io import read_rgb, to_model_input
 from .methods import METHODS, Context, MethodOptions
 from .model_info import ModelInfo
+from .prepare import Prepared, prepared_model
 from .progress import ProgressBar
 from .session import ExplainableModel
 
@@ -69,13 +70,25 @@ class Explainer:
         provider: "cpu", or "cuda" with onnxruntime-gpu.
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         batch_size: masked inputs per forward pass.
+        prepare: a plain ONNX classifier is prepared into an explainable one (needs the
+            export extras the first time) and cached in `cache_dir` (default
+            $ONNX_SISE_CACHE or ~/.cache/onnx_sise); `self.prepared` says which file and
+            whether it came from the cache.
     """
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, *, prepare: bool = True,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = ExplainableModel(path, provider=provider, threads=threads)
+        self.prepared: Prepared | None = None
+        try:
+            self.model = ExplainableModel(path, provider=provider, threads=threads)
+        except PlainModelError:
+            if not prepare:
+                raise
+            self.prepared = prepared_model(path, cache_dir)
+            self.model = ExplainableModel(self.prepared.path, provider=provider, threads=threads)
         self.batch_size = batch_size
 
     @property

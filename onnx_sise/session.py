@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ModelError
+from .errors import ModelError, PlainModelError
 from .model_info import METADATA_KEY, ModelInfo
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -54,7 +54,7 @@ class ExplainableModel:
         self.provider = provider
         metadata = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in metadata:
-            raise ModelError(
+            raise PlainModelError(
                 f"{self.path} is a plain ONNX model, not an explainable one: "
                 f"export it first with `python -m onnx_sise export` (see README)"
             )

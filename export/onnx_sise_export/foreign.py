@@ -242,6 +242,8 @@ def fx_taps(module: fx.GraphModule, example: torch.Tensor) -> list[TapSite]:
     convolutions = {n for n in nodes if n.op == "call_module" and "conv" in type(modules[n.target]).__name__.lower()}
     dominators = [n for n in nodes if n.op == "call_module" and _dominates(n, placeholder, output)
                   and (n in convolutions or _ancestors(n) & convolutions)]
+    if not any(_lowers_resolution(node, modules) for node in nodes):
+        raise ExportError("the model never lowers the spatial resolution: no convolutional blocks to explain")
     sites: list[TapSite] = []
     for node in nodes:
         if not (_lowers_resolution(node, modules) or _flattens_feature_maps(node, modules)):

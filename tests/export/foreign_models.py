@@ -79,3 +79,41 @@ def build(path: Path, *, layout: str = "NCHW", head: str = "gap", softmax: bool 
     else:
         onnx.save(model, str(path))
     return path
+
+
+def build_graph(path: Path, nodes: list, inputs: list, outputs: list, inits: list, opset: int = 17) -> Path:
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def refusal_models(folder: Path) -> dict[str, Path]:
+    """Models that cannot be explained, one per reason."""
+    rng = np.random.default_rng(0)
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, SIZE, SIZE])
+    w = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    models = {}
+    models["not_4d"] = build_graph(
+        folder / "mlp.onnx", [helper.make_node("MatMul", ["x", "m"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(rng.normal(size=(8, 4)).astype(np.float32), "m")])
+    models["segmentation"] = build_graph(
+        folder / "seg.onnx", [helper.make_node("Conv", ["image", "w"], ["mask"], pads=[1, 1, 1, 1])], [image],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 4, SIZE, SIZE])], [w])
+    fc = numpy_helper.from_array(rng.normal(size=(4 * SIZE * SIZE, 3)).astype(np.float32), "fc")
+    models["no_downsampling"] = build_graph(
+        folder / "flat.onnx", [helper.make_node("Conv", ["image", "w"], ["c"], pads=[1, 1, 1, 1]),
+                               helper.make_node("Flatten", ["c"], ["f"]), helper.make_node("MatMul", ["f", "fc"], ["y"])],
+        [image], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w, fc])
+    head = numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "head")
+    models["unsupported_op"] = build_graph(
+        folder / "hardmax.onnx", [helper.make_node("Conv", ["image", "w"], ["c"], strides=[2, 2], name="conv"),
+                                  helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+                                  helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+                                  helper.make_node("MatMul", ["f", "head"], ["logits"], name="fc"),
+                                  helper.make_node("Hardmax", ["logits"], ["y"], name="the_hardmax")],
+        [image], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w, head])
+    return models

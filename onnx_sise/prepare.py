@@ -1,0 +1,53 @@
+"""Plain ONNX classifiers on the explain path: prepared once into an explainable ONNX
+(this needs the export extras: torch, onnx, onnx2torch) and cached by the file's
+content hash, so that later runs need neither torch nor the preparation time."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+
+CACHE_ENV = "ONNX_SISE_CACHE"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    path: Path
+    cached: bool
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "onnx_sise")
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of the model file (external data files are not hashed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepared_model(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Prepared:
+    """The explainable ONNX for the plain ONNX at `path`, from the cache or made now."""
+    source = Path(path)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = cache / f"{source.stem}-{content_hash(source)[:20]}.sise.onnx"
+    if target.is_file():
+        return Prepared(target, cached=True)
+    try:
+        from onnx_sise_export.foreign import prepare_onnx
+    except ImportError as exc:
+        raise ModelError(f"{source} is a plain ONNX model; preparing it once needs the export extras "
+                         f"({exc.name} is missing): pip install 'onnx_sise[export]' onnx2torch --no-deps") from None
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"cannot create the cache directory {cache}: {exc.strerror} (set --cache-dir)") from None
+    prepare_onnx(source, target)
+    return Prepared(target, cached=False)

@@ -1,0 +1,116 @@
+"""Plain ONNX classifiers built without our exporter, prepared and explained."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.utils
+import onnxruntime as ort
+import pytest
+from foreign_models import CLASSES, SIZE, build, refusal_models
+
+from onnx_sise.errors import ExportError
+from onnx_sise_export.foreign import prepare_onnx
+
+VARIANTS = {
+    "nhwc_softmax": dict(layout="NHWC", softmax=True, opset=17),
+    "flatten_matmul_opset11": dict(head="flatten", opset=11),
+    "tf2onnx_reshape_opset13": dict(head="dynamic_reshape", layout="NHWC", opset=13),
+    "external_data_opset21": dict(opset=21, external=True),
+    "fixed_batch_opset15": dict(dynamic_batch=False, softmax=True, opset=15),
+}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_prepared_model_scores_and_gradients_match_the_original(tmp_path: Path, name: str) -> None:
+    spec = VARIANTS[name]
+    source = build(tmp_path / f"{name}.onnx", **spec)
+    info = prepare_onnx(source, tmp_path / "prepared.sise.onnx")
+    assert info.input.layout == spec.get("layout", "NCHW") and (info.input.height, info.input.width) == (SIZE, SIZE)
+    assert info.output_kind == ("probabilities" if spec.get("softmax") else "logits")
+    assert [(t.channels, t.height) for t in info.taps] == [(8, 32), (8, 16), (16, 8)]
+
+    original = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    prepared = ort.InferenceSession(str(tmp_path / "prepared.sise.onnx"), providers=["CPUExecutionProvider"])
+    shape = (1, 3, SIZE, SIZE) if info.input.layout == "NCHW" else (1, SIZE, SIZE, 3)
+    batch = np.random.default_rng(1).normal(size=(1 if not spec.get("dynamic_batch", True) else 3, *shape[1:]))
+    batch = batch.astype(np.float32)
+    (raw,) = original.run(None, {"image": batch})
+    (psi,) = prepared.run(["batch_scores"], {"masked_batch": batch})
+    np.testing.assert_allclose(psi, raw if spec.get("softmax") else _softmax(raw), rtol=1e-5, atol=1e-7)
+    (logits,) = prepared.run(["logits"], {"image": batch[:1]})
+    np.testing.assert_allclose(logits, raw[:1], rtol=1e-5, atol=1e-6)
+
+    # d Psi_c / d(last tap) against central finite differences of the original graph cut at that tap.
+    target = int(np.argmax(psi[0]))
+    weights = np.zeros((1, CLASSES), np.float32)
+    weights[0, target] = 1
+    activation, gradient = prepared.run(["activation/block2", "gradient/block2"],
+                                        {"image": batch[:1], "target_weights": weights})
+    head = _cut_at(source, tmp_path, "r2")
+    directions = np.random.default_rng(2).normal(size=(3, *activation.shape)).astype(np.float32)
+    eps = 1e-2
+    for v in directions:
+        up, down = (head.run(None, {"r2": (activation + s * eps * v).astype(np.float32)})[0] for s in (1, -1))
+        up, down = (out if spec.get("softmax") else _softmax(out) for out in (up, down))
+        numeric = (up[0, target] - down[0, target]) / (2 * eps)
+        assert numeric == pytest.approx(float((gradient * v).sum()), rel=2e-2, abs=1e-5)
+
+
+def _cut_at(source: Path, folder: Path, tensor: str) -> ort.InferenceSession:
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(source)))
+    path = folder / "head.onnx"
+    extracted = onnx.utils.Extractor(model).extract_model([tensor], [model.graph.output[0].name])
+    onnx.save(extracted, str(path))
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("not_4d", "expected a 4-D image batch"),
+    ("segmentation", "expected class scores"),
+    ("no_downsampling", "never lowers the spatial resolution"),
+    ("unsupported_op", "op Hardmax (node 'the_hardmax')"),
+])
+def test_refusals(tmp_path: Path, case: str, fragment: str) -> None:
+    model = refusal_models(tmp_path)[case]
+    with pytest.raises(ExportError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        prepare_onnx(model, tmp_path / "out.sise.onnx")
+    done = subprocess.run([sys.executable, "-m", "onnx_sise", "export", str(model), "-o", str(tmp_path / "x.onnx")],
+                          capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=600)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "out.sise.onnx").exists()
+
+
+def test_plain_nhwc_softmax_model_is_explained_and_cached(tmp_path: Path) -> None:
+    import cv2
+
+    model = build(tmp_path / "foreign.onnx", layout="NHWC", softmax=True)
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), (np.random.default_rng(3).random((45, 61, 3)) * 255).astype(np.uint8))
+    runs = []
+    for _ in range(2):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "onnx_sise", "explain", str(model), str(photo), "--out",
+                               str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
+                              capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=600)
+        runs.append((time.perf_counter() - started, done))
+        assert done.returncode == 0, done.stderr
+    assert "prepared now and cached" in runs[0][1].stdout
+    assert "reused from the cache" in runs[1][1].stdout and "prepared now" not in runs[1][1].stdout
+    assert runs[1][0] < runs[0][0]
+    saliency = np.load(tmp_path / "out" / "photo.sise.npy")
+    assert saliency.shape == (45, 61) and np.isfinite(saliency).all()
+    assert saliency.min() >= 0 and saliency.max() <= 1 and saliency.max() > 0
+    assert len(list((tmp_path / "cache").glob("*.sise.onnx"))) == 1
