@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import SiseError
-from .model_info import OUTPUT_KINDS
+from .model_info import OUTPUT_KINDS, ModelInfo
 
 EXIT_BAD_INPUT = 2
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
@@ -151,6 +151,7 @@ def run_explain(args: argparse.Namespace) -> None:
     if explainer.prepared is not None:
         how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
         print(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
+        print(describe_input(explainer.info))
     for image in args.images:
         rgb = read_rgb(image)
         results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=args.method,
@@ -194,6 +195,12 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
 
 
+def describe_input(info: ModelInfo) -> str:
+    spec = info.input
+    return (f"input: {spec.layout} {spec.height}x{spec.width} {spec.color}, x = (pixel * {spec.scale:.6g} - "
+            f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind} (change with `export` flags)")
+
+
 def run_export(args: argparse.Namespace) -> None:
     try:
         from onnx_sise_export import export_zoo
@@ -207,9 +214,7 @@ def run_export(args: argparse.Namespace) -> None:
         overrides = InputOverrides(layout=args.layout, size=args.input_size, color=args.color, scale=args.scale,
                                    mean=args.mean, std=args.std, output_kind=args.output_kind)
         info = prepare_onnx(args.model, args.output, overrides, tap_modules=taps)
-        spec = info.input
-        print(f"input: {spec.layout} {spec.height}x{spec.width} {spec.color}, x = (pixel * {spec.scale:.6g} - "
-              f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind}")
+        print(describe_input(info))
     blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
     checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
     print(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); "
