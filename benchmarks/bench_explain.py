@@ -4,8 +4,10 @@
 
 Reports per model, from one run: masked forward passes, seconds per explanation, the
 overhead ratio (explain time / time of the same number of bare forward passes through
-the same session at the same batch size) and the speedup over an eager-PyTorch SISE of
-the same formulas (tests/torch_reference.py). Appends a table to benchmarks/RESULTS.md.
+the same session at the same batch size), the speedup over an eager-PyTorch SISE of
+the same formulas (tests/torch_reference.py), Ada-SISE's passes and time, and the peak
+traced memory (NumPy and Python allocations) of scoring 256 and 512 masks of the deepest
+block. Appends a table to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ import skimage
 import torch
 
 import onnx_sise
+from onnx_sise.methods.context import Context
+from onnx_sise.methods.sise import block_maps
 from onnx_sise_export import build_zoo_model, export_zoo
 
 HERE = Path(__file__).resolve().parent
@@ -56,6 +61,28 @@ def eager_sise(model: torch.nn.Module, modules: list[str], x: np.ndarray, target
         sise_block_map(model, x, a, g, target, batch=batch)
 
 
+def ada_sise_seconds(explainer: onnx_sise.Explainer, target: int, repeats: int) -> tuple[int, float]:
+    result = explainer.explain(PHOTO, target=target, method="ada-sise")
+    return result.passes, median_seconds(lambda: explainer.explain(PHOTO, target=target, method="ada-sise"), repeats)
+
+
+def peak_memory(explainer: onnx_sise.Explainer, target: int, counts: tuple[int, int] = (256, 512)) -> list[int]:
+    """Peak traced memory (NumPy and Python) of scoring `count` masks of the deepest block."""
+    x, _ = explainer.preprocess(PHOTO)
+    ctx = Context(model=explainer.model, image=x, targets=[target], scores=explainer.model.scores(x),
+                  batch=np.empty((explainer.batch_size, *x.shape), np.float32))
+    deepest = ctx.features(target, "score")[-1]
+    flat = deepest.activations.reshape(deepest.activations.shape[0], -1)
+    varying = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))
+    peaks = []
+    for count in counts:
+        tracemalloc.start()
+        block_maps(ctx, len(explainer.info.taps) - 1, [varying[:count]])
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="efficientnet-lite0", help="comma-separated zoo names (default: efficientnet-lite0)")
@@ -79,8 +106,11 @@ def main() -> None:
             passes = result.forward_passes
             explain_s = median_seconds(lambda: explainer.explain(PHOTO, target=result.target), args.repeats)
             bare_s = median_seconds(lambda: bare_passes(explainer, passes), args.repeats)
+            ada_passes, ada_s = ada_sise_seconds(explainer, result.target, args.repeats)
+            peaks = peak_memory(explainer, result.target)
             row = {"model": name, "passes": passes, "explain_s": explain_s, "bare_s": bare_s,
-                   "overhead": explain_s / bare_s, "speedup": float("nan")}
+                   "overhead": explain_s / bare_s, "speedup": float("nan"), "ada_passes": ada_passes, "ada_s": ada_s,
+                   "peaks": peaks}
             if not args.no_eager:
                 model, _ = build_zoo_model(name)
                 for p in model.parameters():
@@ -91,14 +121,17 @@ def main() -> None:
                                          args.repeats)
                 row["speedup"] = eager_s / explain_s
             print(f"{name}: {passes} passes, {explain_s:.2f} s/explanation, overhead ratio {row['overhead']:.3f}, "
-                  f"speedup over eager PyTorch {row['speedup']:.2f}x")
+                  f"speedup over eager PyTorch {row['speedup']:.2f}x; Ada-SISE {ada_passes} passes {ada_s:.2f} s; "
+                  f"peak traced memory 256 vs 512 masks: {peaks[0] / 2**20:.1f} / {peaks[1] / 2**20:.1f} MiB")
             rows.append(row)
     lines = [f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/bench_explain.py --models {args.models} "
              f"--repeats {args.repeats} --batch-size {args.batch_size}`\n", f"{header}\n",
-             "| model | masked passes | s / explanation | overhead ratio | speedup vs eager PyTorch SISE |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['passes']} | {r['explain_s']:.2f} | {r['overhead']:.3f} | {r['speedup']:.2f}x |"
-              for r in rows]
+             "| model | SISE passes | s / explanation | overhead ratio | speedup vs eager PyTorch SISE | "
+             "Ada-SISE passes | Ada-SISE s | time saved | peak MiB, 256 / 512 masks |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['passes']} | {r['explain_s']:.2f} | {r['overhead']:.3f} | {r['speedup']:.2f}x | "
+              f"{r['ada_passes']} | {r['ada_s']:.2f} | {100 * (1 - r['ada_s'] / r['explain_s']):.0f} % | "
+              f"{r['peaks'][0] / 2**20:.1f} / {r['peaks'][1] / 2**20:.1f} |" for r in rows]
     with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
 
