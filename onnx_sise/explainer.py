@@ -74,11 +74,13 @@ class Explainer:
             export extras the first time) and cached in `cache_dir` (default
             $ONNX_SISE_CACHE or ~/.cache/onnx_sise); `self.prepared` says which file and
             whether it came from the cache.
+        prefetch: make the next batch of masks in a worker thread while onnxruntime
+            runs the current one (benchmarks/RESULTS.md has its measured effect).
     """
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, *, prepare: bool = True,
-                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 cache_dir: str | os.PathLike[str] | None = None, prefetch: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.prepared: Prepared | None = None
@@ -90,6 +92,7 @@ class Explainer:
             self.prepared = prepared_model(path, cache_dir)
             self.model = ExplainableModel(self.prepared.path, provider=provider, threads=threads)
         self.batch_size = batch_size
+        self.prefetch = prefetch
 
     @property
     def info(self) -> ModelInfo:
@@ -129,7 +132,7 @@ class Explainer:
         bar = ProgressBar(None, f"{method} {','.join(map(str, chosen))}") if progress else None
         ctx = Context(model=self.model, image=x, targets=chosen, scores=scores,
                       batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
-                      progress=bar if bar is not None else _no_progress)
+                      progress=bar if bar is not None else _no_progress, prefetch=self.prefetch)
         results = METHODS[method](ctx, opts)
         if bar is not None:
             bar.close()

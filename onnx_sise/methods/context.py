@@ -4,6 +4,7 @@ session, a reusable masked-batch buffer, and the masked-pass engine."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -31,6 +32,7 @@ class Context:
     scores: np.ndarray
     batch: np.ndarray
     progress: Progress = no_progress
+    prefetch: bool = False
     passes: int = 0
     _features: dict[tuple[int, str], list[BlockFeatures]] = field(default_factory=dict)
 
@@ -52,9 +54,10 @@ class Context:
 
     def score_masks(self, chunks: Iterable[tuple[np.ndarray, Payload]]) -> Iterator[tuple[np.ndarray, Payload, np.ndarray]]:
         """Masked forward passes: for each (masks (b <= B, H, W), payload) yields the masks,
-        the payload and Psi of every target on image * mask, (b, T)."""
+        the payload and Psi of every target on image * mask, (b, T). With `prefetch`, the
+        next chunk of masks is made in a worker thread while onnxruntime runs this one."""
         layout = self.model.info.input.layout
-        for masks, payload in chunks:
+        for masks, payload in (prefetched(chunks) if self.prefetch else chunks):
             count = masks.shape[0]
             if count == 0:
                 continue
@@ -64,12 +67,33 @@ class Context:
             yield masks, payload, scores
 
 
+_END = object()
+
+
+def prefetched(items: Iterable[Payload]) -> Iterator[Payload]:
+    """The items of `items`, each produced in a worker thread while the previous one is used."""
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = worker.submit(next, iterator, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = worker.submit(next, iterator, _END)
+            yield item
+
+
 def attribution_masks(activations: np.ndarray, indices: np.ndarray, size: tuple[int, int], step: int,
                       progress: Progress = no_progress) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Omega of SISE eq. 7 in chunks of `step`: bilinear upsampling of A_k to `size`,
-    min-max normalised; constant maps are dropped. Yields (masks, their indices k)."""
-    for start in range(0, indices.size, step):
-        chunk = indices[start:start + step]
+    min-max normalised. Constant maps carry nothing and are dropped first, at feature-map
+    resolution, so that every chunk but the last fills a whole batch. Yields (masks,
+    their indices k)."""
+    flat = activations.reshape(activations.shape[0], -1)[indices]
+    varying = indices[flat.max(axis=1) > flat.min(axis=1)] if indices.size else indices
+    progress(indices.size - varying.size)
+    for start in range(0, varying.size, step):
+        chunk = varying[start:start + step]
         masks = core.upsample_bilinear(activations[chunk], *size)
         informative = core.minmax_normalize(masks)
         progress(chunk.size)
