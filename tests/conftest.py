@@ -20,3 +20,14 @@ def lite0_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "lite0.sise.onnx"
     export_zoo("efficientnet-lite0", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def lite0_torch():  # noqa: ANN201
+    """The eager EfficientNet-Lite0 with frozen weights, for independent references."""
+    from onnx_sise_export import build_zoo_model
+
+    model, _ = build_zoo_model("efficientnet-lite0")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -35,13 +35,11 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def test_lite0_gradients_match_autograd_on_a_real_photo(lite0_path: Path, photos: Path) -> None:
+def test_lite0_gradients_match_autograd_on_a_real_photo(lite0_path: Path, lite0_torch: torch.nn.Module,
+                                                         photos: Path) -> None:
     explainer = Explainer(lite0_path)
     x, _ = explainer.preprocess(photos / "coffee.png")
-    model, _ = build_zoo_model("efficientnet-lite0")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    probs, acts, grads = block_inputs_and_gradients(model, LITE0_TAP_MODULES, x, 967)
+    probs, acts, grads = block_inputs_and_gradients(lite0_torch, LITE0_TAP_MODULES, x, 967)
     acts, grads = [a.numpy() for a in acts], [g.numpy() for g in grads]
     ort_probs, ort_acts, ort_grads = _run_gradient_graph(lite0_path, x, 967, 5)
     assert int(np.argmax(ort_probs)) == 967 and ort_probs[967] > 0.85

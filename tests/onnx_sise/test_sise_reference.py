@@ -12,15 +12,6 @@ import torch
 from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients, sise_block_map
 
 from onnx_sise import Explainer
-from onnx_sise_export import build_zoo_model
-
-
-@pytest.fixture(scope="module")
-def lite0_torch() -> torch.nn.Module:
-    model, _ = build_zoo_model("efficientnet-lite0")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 @pytest.mark.parametrize("photo,target", [("coffee.png", 967), ("chelsea.png", 285)])

@@ -11,7 +11,6 @@ import reference
 import torch
 
 from onnx_sise import Explainer, OptionError
-from onnx_sise_export import build_zoo_model
 
 
 def _torch_cams(model: torch.nn.Module, module: str, x: np.ndarray, target: int) -> dict[str, np.ndarray]:
@@ -32,14 +31,6 @@ def _torch_cams(model: torch.nn.Module, module: str, x: np.ndarray, target: int)
     plusplus_w = (alpha * torch.relu(g)).sum(dim=(1, 2))
     return {name: torch.relu((w[:, None, None] * a).sum(0)).numpy()
             for name, w in (("gradcam", gradcam_w), ("wgradcam", wgradcam_w), ("gradcam++", plusplus_w))}
-
-
-@pytest.fixture(scope="module")
-def lite0_torch() -> torch.nn.Module:
-    model, _ = build_zoo_model("efficientnet-lite0")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 @pytest.mark.parametrize("layer,module", [(None, "_avg_pooling"), ("block3", "_blocks.11")])
