@@ -16,6 +16,7 @@ from .errors import ImageError, OptionError, PlainModelError, TargetError
 from .fusion import GATES
 from .image_io import read_rgb, to_model_input
 from .methods import METHODS, Context, MethodOptions
+from .methods.context import no_progress
 from .model_info import ModelInfo
 from .prepare import Prepared, prepared_model
 from .progress import ProgressBar
@@ -132,7 +133,7 @@ class Explainer:
         bar = ProgressBar(None, f"{method} {','.join(map(str, chosen))}") if progress else None
         ctx = Context(model=self.model, image=x, targets=chosen, scores=scores,
                       batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
-                      progress=bar if bar is not None else _no_progress, prefetch=self.prefetch)
+                      progress=bar if bar is not None else no_progress, prefetch=self.prefetch)
         results = METHODS[method](ctx, opts)
         if bar is not None:
             bar.close()
@@ -164,10 +165,6 @@ class Explainer:
         if not 0 <= target < self.info.num_classes:
             raise TargetError(f"class id {target} is out of range: this model has classes 0..{self.info.num_classes - 1}")
         return int(target)
-
-
-def _no_progress(n: int) -> None:
-    return None
 
 
 def _to_photo(saliency: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
