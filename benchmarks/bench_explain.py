@@ -69,7 +69,7 @@ def ada_sise_seconds(explainer: onnx_sise.Explainer, target: int, repeats: int) 
 def peak_memory(explainer: onnx_sise.Explainer, target: int, counts: tuple[int, int] = (256, 512)) -> list[int]:
     """Peak traced memory (NumPy and Python) of scoring `count` masks of the deepest block."""
     x, _ = explainer.preprocess(PHOTO)
-    ctx = Context(model=explainer.model, image=x, targets=[target], scores=explainer.model.scores(x),
+    ctx = Context(model=explainer.model, image=x, targets=[target],
                   batch=np.empty((explainer.batch_size, *x.shape), np.float32))
     deepest = ctx.features(target, "score")[-1]
     flat = deepest.activations.reshape(deepest.activations.shape[0], -1)

@@ -138,10 +138,6 @@ def run_explain(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.mu < 0:
-        raise SiseError(f"--mu must be >= 0 (SISE eq. 7), got {args.mu}")
-    if args.rise_masks < 1:
-        raise SiseError(f"--rise-masks must be at least 1, got {args.rise_masks}")
     for image in args.images:
         read_rgb(image)
     if args.out is not None:
@@ -180,8 +176,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from .metrics import GROUND_TRUTH_METRICS
     from .progress import ProgressBar
 
-    if args.steps < 1 or args.batch_size < 1 or args.rise_masks < 1:
-        raise SiseError("--steps, --batch-size and --rise-masks must be at least 1")
+    if args.steps < 1 or args.batch_size < 1:
+        raise SiseError("--steps and --batch-size must be at least 1")
     explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
     need_truth = any(m in GROUND_TRUTH_METRICS for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)

@@ -99,28 +99,27 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
              **options: object) -> dict[str, dict[str, object]]:
     """{method: {"metrics": {name: value}, "seconds_per_image", "passes_per_image", "images": [...]}};
     percentages for EBPG, mIoU, Bbox, pointing game, Drop and Increase, AUCs as fractions."""
-    layout = explainer.info.input.layout
+    spec = explainer.info.input
     model = explainer.model
     report: dict[str, dict[str, object]] = {}
     for method in methods:
         rows = []
         for item in annotations:
             on_image(f"{method} {item.file.name}")
-            result = explainer.explain(item.file, target=item.target, method=method, **options)
+            rgb = read_rgb(item.file)
+            result = explainer.explain(rgb, target=item.target, method=method, **options)
             row: dict[str, object] = {"file": item.file.name, "target": item.target, "seconds": result.seconds,
                                       "passes": result.passes}
             if any(m in metrics.GROUND_TRUTH_METRICS for m in metric_names):
                 row.update(_ground_truth(result.saliency, item.truth, metric_names))
             if any(m in metrics.MODEL_TRUTH_METRICS for m in metric_names):
-                x, _ = explainer.preprocess(item.file)
-                small = cv2.resize(result.saliency, (x.shape[-1] if layout == "NCHW" else x.shape[1],
-                                                     x.shape[1] if layout == "NCHW" else x.shape[0]),
-                                   interpolation=cv2.INTER_AREA)
+                x, _ = explainer.preprocess(rgb)
+                small = cv2.resize(result.saliency, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
 
                 def psi(batch: np.ndarray, target: int = item.target) -> np.ndarray:
                     return model.batch_scores(np.ascontiguousarray(batch, dtype=np.float32), [target])[:, 0]
 
-                row.update(_model_truth(psi, x, small, metric_names, steps, layout, explainer.batch_size))
+                row.update(_model_truth(psi, x, small, metric_names, steps, spec.layout, explainer.batch_size))
             rows.append(row)
         report[method] = {
             "metrics": {m: _aggregate(m, [r[m] for r in rows]) for m in metric_names},

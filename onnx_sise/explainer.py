@@ -126,12 +126,14 @@ class Explainer:
             raise OptionError(f"fusion must be one of {GATES}, got {opts.fusion!r}")
         if opts.mu < 0:
             raise OptionError(f"mu must be >= 0 (SISE eq. 7), got {opts.mu}")
+        if opts.rise_masks < 1:
+            raise OptionError(f"rise_masks must be at least 1, got {opts.rise_masks}")
         started = time.perf_counter()
         x, photo_size = self.preprocess(image)
         scores = self.model.scores(x)
         chosen = self._choose_targets(scores, targets, top_k)
         bar = ProgressBar(None, f"{method} {','.join(map(str, chosen))}") if progress else None
-        ctx = Context(model=self.model, image=x, targets=chosen, scores=scores,
+        ctx = Context(model=self.model, image=x, targets=chosen,
                       batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
                       progress=bar if bar is not None else no_progress, prefetch=self.prefetch)
         results = METHODS[method](ctx, opts)

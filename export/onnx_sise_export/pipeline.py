@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from onnx_sise.errors import ExportError
+from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo, Tap
 
 from .gradient import explanation_function, score_head, trace_explanation
@@ -121,7 +121,7 @@ def export_explainable(
                          info.graph)
     info = replace(info, verification=_verify(joined, model, sites, info, image))
     set_metadata(joined, METADATA_KEY, info.to_json())
-    _save_atomically(joined, Path(path))
+    write_atomically(Path(path), joined.SerializeToString())
     return info
 
 
@@ -179,16 +179,3 @@ def _verify(joined: onnx.ModelProto, model: nn.Module, sites: Sequence[TapSite],
         raise ExportError(f"onnxruntime gradients differ from torch autograd by {report}: the export is not faithful")
     log.info("verified against torch: %s", report)
     return report
-
-
-def _save_atomically(model: onnx.ModelProto, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

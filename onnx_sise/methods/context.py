@@ -23,13 +23,12 @@ def no_progress(n: int) -> None:
 
 @dataclass
 class Context:
-    """model, image x (C, H, W) or (H, W, C) without batch axis, targets (T,), scores
-    Psi of every class on x, batch (B, ...) float32 buffer, and the pass counter."""
+    """model, image x (C, H, W) or (H, W, C) without batch axis, targets (T,), batch
+    (B, ...) float32 buffer, and the pass counter."""
 
     model: ExplainableModel
     image: np.ndarray
     targets: list[int]
-    scores: np.ndarray
     batch: np.ndarray
     progress: Progress = no_progress
     prefetch: bool = False

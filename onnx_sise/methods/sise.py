@@ -74,13 +74,12 @@ def block_maps(ctx: Context, block: int, selections: list[np.ndarray]) -> tuple[
     activations = ctx.features(ctx.targets[0], "score")[block].activations
     union = np.unique(np.concatenate(selections)) if selections else np.empty(0, np.int64)
     member = np.stack([np.isin(union, s) for s in selections])
-    position = {k: i for i, k in enumerate(union)}
     height, width = ctx.size
     acc = np.zeros((len(selections), height, width), dtype=np.float64)
     used = np.zeros(len(selections), dtype=np.int64)
     chunks = attribution_masks(activations, union, ctx.size, ctx.batch.shape[0], ctx.progress)
     for masks, kept, scores in ctx.score_masks(chunks):
-        rows = np.array([position[k] for k in kept])
+        rows = np.searchsorted(union, kept)
         for t in range(len(selections)):
             mine = member[t, rows]
             if mine.any():

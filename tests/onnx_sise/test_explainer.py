@@ -52,7 +52,7 @@ def test_target_and_image_errors(explainer: Explainer, photos: Path) -> None:
 
 def test_peak_memory_does_not_grow_with_the_number_of_masks(explainer: Explainer, photos: Path) -> None:
     x, _ = explainer.preprocess(photos / "coffee.png")
-    ctx = Context(model=explainer.model, image=x, targets=[967], scores=explainer.model.scores(x),
+    ctx = Context(model=explainer.model, image=x, targets=[967],
                   batch=np.empty((16, *x.shape), np.float32))
     deepest = ctx.features(967, "score")[-1]
     flat = deepest.activations.reshape(deepest.activations.shape[0], -1)
