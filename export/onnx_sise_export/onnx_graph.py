@@ -13,6 +13,8 @@ import hashlib
 import numpy as np
 import onnx
 import onnx.inliner
+import onnx_ir
+import onnxscript.optimizer
 from onnx import numpy_helper
 
 from onnx_sise.errors import ExportError
@@ -32,6 +34,14 @@ def _tensor_key(tensor: onnx.TensorProto) -> str:
     array = numpy_helper.to_array(tensor)
     digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
     return f"{array.dtype}:{array.shape}:{digest}"
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with every constant sub-expression folded and nothing else rewritten."""
+    graph = onnx_ir.serde.deserialize_model(model)
+    onnxscript.optimizer.fold_constants(graph)
+    onnxscript.optimizer.remove_unused_nodes(graph)
+    return onnx_ir.serde.serialize_model(graph)
 
 
 def _zeros_default(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> onnx.TensorProto:
