@@ -2,13 +2,17 @@
 // CPU kernels, or the CUDA kernels through a device copy when device="cuda".
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 #include <cstring>
 #include <vector>
 #include <stdexcept>
 #include <string>
 
+#include "buffer.h"
 #include "masks.h"
 #include "otsu.h"
 #include "resample.h"
@@ -24,7 +28,8 @@ namespace {
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using DoubleArray = py::array_t<double, py::array::c_style>;
 
-enum class Device { CPU, CUDA };
+using sise::Buffer;
+using sise::Device;
 
 constexpr bool kCompiledWithCuda =
 #ifdef SISE_WITH_CUDA
@@ -234,6 +239,122 @@ py::array_t<float> fuse_cascade(const FloatArray& maps, const std::string& gate,
 #endif
 }
 
+// Kernels over Buffers: the masked-pass pipeline whose arrays stay where onnxruntime
+// reads and writes them (IO binding), on the host or on the GPU.
+
+void require_same_device(std::initializer_list<const Buffer*> buffers) {
+  const Device device = (*buffers.begin())->device();
+  for (const Buffer* b : buffers) {
+    if (b->device() != device) throw std::invalid_argument("buffers must all be on the same device");
+  }
+}
+
+void require_bytes(const Buffer& b, int64_t bytes, const char* name) {
+  if (bytes < 0 || static_cast<std::size_t>(bytes) > b.bytes()) {
+    throw std::invalid_argument(std::string(name) + ": buffer of " + std::to_string(b.bytes()) + " bytes, " +
+                                std::to_string(bytes) + " needed");
+  }
+}
+
+// masks[n] = min-max normalised bilinear upsampling of features[n] (SISE eq. 7);
+// flags[n] = 0 where the mask is constant.
+void masks_from_features(const Buffer& features, int64_t count, int32_t h, int32_t w, int32_t height, int32_t width,
+                         Buffer& masks, Buffer& flags) {
+  require_same_device({&features, &masks, &flags});
+  if (count < 0 || h <= 0 || w <= 0 || height <= 0 || width <= 0) throw std::invalid_argument("sizes must be positive");
+  require_bytes(features, count * h * w * 4, "features");
+  require_bytes(masks, count * height * width * 4, "masks");
+  require_bytes(flags, count, "flags");
+  const sise::MapStack in{count, h, w};
+  const sise::MapStack out{count, height, width};
+  if (features.device() == Device::CPU) {
+    py::gil_scoped_release release;
+    sise::cpu::upsample_bilinear(features.as<float>(), in, masks.as<float>(), height, width);
+    sise::cpu::minmax_normalize(masks.as<float>(), out, flags.as<uint8_t>());
+    return;
+  }
+#ifdef SISE_WITH_CUDA
+  sise::cuda::upsample_bilinear(features.as<float>(), in, masks.as<float>(), height, width);
+  sise::cuda::minmax_normalize(masks.as<float>(), out, flags.as<uint8_t>());
+  sise::cuda::synchronize();
+#else
+  no_cuda();
+#endif
+}
+
+sise::ImageShape image_shape(int32_t channels, int32_t height, int32_t width, const std::string& layout) {
+  if (layout != "NCHW" && layout != "NHWC") throw std::invalid_argument("layout must be 'NCHW' or 'NHWC', got '" + layout + "'");
+  return {channels, height, width, layout == "NCHW" ? sise::Layout::NCHW : sise::Layout::NHWC};
+}
+
+// out[b] = image * masks[b] for b < count, in the image's layout.
+void masked_batch_into(const Buffer& image, int32_t channels, int32_t height, int32_t width, const std::string& layout,
+                       const Buffer& masks, int64_t count, Buffer& out) {
+  require_same_device({&image, &masks, &out});
+  const sise::ImageShape s = image_shape(channels, height, width, layout);
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  require_bytes(image, plane * channels * 4, "image");
+  require_bytes(masks, count * plane * 4, "masks");
+  require_bytes(out, count * plane * channels * 4, "out");
+  if (image.device() == Device::CPU) {
+    py::gil_scoped_release release;
+    sise::cpu::build_masked_batch(image.as<float>(), s, masks.as<float>(), count, out.as<float>());
+    return;
+  }
+#ifdef SISE_WITH_CUDA
+  sise::cuda::build_masked_batch(image.as<float>(), s, masks.as<float>(), count, out.as<float>());
+  sise::cuda::synchronize();
+#else
+  no_cuda();
+#endif
+}
+
+// acc += sum_b weights[b] * masks[b] / sum(masks[b]) (SISE eq. 10-11); acc holds float64.
+void accumulate_into(const Buffer& masks, int64_t count, int32_t height, int32_t width, const Buffer& weights,
+                     Buffer& acc) {
+  require_same_device({&masks, &weights, &acc});
+  const int64_t plane = static_cast<int64_t>(height) * width;
+  require_bytes(masks, count * plane * 4, "masks");
+  require_bytes(weights, count * 4, "weights");
+  require_bytes(acc, plane * 8, "acc");
+  const sise::MapStack shape{count, height, width};
+  if (masks.device() == Device::CPU) {
+    py::gil_scoped_release release;
+    sise::cpu::accumulate_contributions(masks.as<float>(), shape, weights.as<float>(), acc.as<double>());
+    return;
+  }
+#ifdef SISE_WITH_CUDA
+  sise::cuda::accumulate_contributions(masks.as<float>(), shape, weights.as<float>(), acc.as<double>());
+  sise::cuda::synchronize();
+#else
+  no_cuda();
+#endif
+}
+
+void upload(Buffer& buffer, const py::array& host) {
+  if (!(host.flags() & py::array::c_style)) throw std::invalid_argument("upload: the array must be C-contiguous");
+  buffer.upload(host.data(), static_cast<std::size_t>(host.nbytes()));
+}
+
+void download(const Buffer& buffer, py::array host) {
+  if (!(host.flags() & py::array::c_style) || !host.writeable()) {
+    throw std::invalid_argument("download: the array must be writeable and C-contiguous");
+  }
+  const std::size_t bytes = static_cast<std::size_t>(host.nbytes());
+  void* dst = host.mutable_data();
+  py::gil_scoped_release release;
+  buffer.download(dst, bytes);
+}
+
+py::array_t<float> download_columns(const Buffer& buffer, int64_t rows, int64_t row_length,
+                                    const std::vector<int64_t>& columns) {
+  py::array_t<float> out({static_cast<py::ssize_t>(columns.size()), static_cast<py::ssize_t>(rows)});
+  float* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  buffer.download_columns(dst, rows, row_length, columns);
+  return out;
+}
+
 int cuda_device_count() {
 #ifdef SISE_WITH_CUDA
   return sise::cuda::device_count();
@@ -248,6 +369,22 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "Compiled array kernels of onnx_sise (CPU, and CUDA where built).";
   m.attr("built_with_cuda") = kCompiledWithCuda;
   m.attr("otsu_bins") = sise::kOtsuBins;
+  py::class_<Buffer>(m, "Buffer", "Host or CUDA memory that kernels and onnxruntime IO binding share.")
+      .def(py::init([](std::size_t bytes, const std::string& device) { return new Buffer(bytes, parse_device(device)); }),
+           py::arg("nbytes"), py::arg("device") = "cpu")
+      .def_property_readonly("nbytes", &Buffer::bytes)
+      .def_property_readonly("device", [](const Buffer& b) { return b.device() == Device::CPU ? "cpu" : "cuda"; })
+      .def_property_readonly("address", [](const Buffer& b) { return reinterpret_cast<std::uintptr_t>(b.data()); })
+      .def("upload", &upload, py::arg("array"))
+      .def("download", &download, py::arg("array"))
+      .def("download_columns", &download_columns, py::arg("rows"), py::arg("row_length"), py::arg("columns"))
+      .def("zero", &Buffer::zero);
+  m.def("masks_from_features", &masks_from_features, py::arg("features"), py::arg("count"), py::arg("h"), py::arg("w"),
+        py::arg("height"), py::arg("width"), py::arg("masks"), py::arg("flags"));
+  m.def("masked_batch_into", &masked_batch_into, py::arg("image"), py::arg("channels"), py::arg("height"),
+        py::arg("width"), py::arg("layout"), py::arg("masks"), py::arg("count"), py::arg("out"));
+  m.def("accumulate_into", &accumulate_into, py::arg("masks"), py::arg("count"), py::arg("height"), py::arg("width"),
+        py::arg("weights"), py::arg("acc"));
   m.def("cuda_device_count", &cuda_device_count, "Number of visible CUDA devices (0 without CUDA).");
   m.def("upsample_bilinear", &upsample_bilinear, py::arg("maps"), py::arg("height"), py::arg("width"),
         py::arg("device") = "cpu");

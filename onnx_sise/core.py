@@ -1,11 +1,16 @@
 """Typed wrappers over the compiled kernels in `onnx_sise._core`: arrays are checked
-and made contiguous float32 here, once, at the border."""
+and made contiguous float32 here, once, at the border. `Buffer` and the kernels over
+Buffers (the IO-binding pipeline of bound_scoring.py) are the compiled ones as they are."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from . import _core
+from ._core import Buffer, accumulate_into, masked_batch_into, masks_from_features
+
+__all__ = ["Buffer", "accumulate_into", "masked_batch_into", "masks_from_features", "upsample_bilinear",
+           "minmax_normalize", "build_masked_batch", "accumulate_contributions", "otsu_threshold", "fuse_cascade"]
 
 OTSU_BINS: int = _core.otsu_bins
 BUILT_WITH_CUDA: bool = _core.built_with_cuda

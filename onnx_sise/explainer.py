@@ -12,6 +12,7 @@ from typing import Union
 import numpy as np
 
 from . import core
+from .bound_scoring import BoundScoring
 from .errors import ImageError, OptionError, PlainModelError, TargetError
 from .fusion import GATES
 from .image_io import read_rgb, to_model_input
@@ -24,6 +25,7 @@ from .session import ExplainableModel
 
 ImageLike = Union[str, os.PathLike, np.ndarray]
 DEFAULT_BATCH_SIZE = 32
+BOUND_METHODS = ("sise", "ada-sise")
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,16 @@ class Explainer:
             whether it came from the cache.
         prefetch: make the next batch of masks in a worker thread while onnxruntime
             runs the current one (benchmarks/RESULTS.md has its measured effect).
+        io_binding: SISE's masks, masked batches and scores stay in buffers of the
+            compiled core that onnxruntime reads and writes in place (IO binding); on
+            the GPU nothing but the target scores crosses to the host. Default: on with
+            provider="cuda", off on the CPU (where it measures no faster, RESULTS.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, *, prepare: bool = True,
-                 cache_dir: str | os.PathLike[str] | None = None, prefetch: bool = True) -> None:
+                 cache_dir: str | os.PathLike[str] | None = None, prefetch: bool = True,
+                 io_binding: bool | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.prepared: Prepared | None = None
@@ -94,6 +101,7 @@ class Explainer:
             self.model = ExplainableModel(self.prepared.path, provider=provider, threads=threads)
         self.batch_size = batch_size
         self.prefetch = prefetch
+        self.io_binding = provider == "cuda" if io_binding is None else io_binding
 
     @property
     def info(self) -> ModelInfo:
@@ -135,7 +143,8 @@ class Explainer:
         bar = ProgressBar(None, f"{method} {','.join(map(str, chosen))}") if progress else None
         ctx = Context(model=self.model, image=x, targets=chosen,
                       batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
-                      progress=bar if bar is not None else no_progress, prefetch=self.prefetch)
+                      progress=bar if bar is not None else no_progress, prefetch=self.prefetch,
+                      bound=self._bound_scoring(x) if self.io_binding and method in BOUND_METHODS else None)
         results = METHODS[method](ctx, opts)
         if bar is not None:
             bar.close()
@@ -145,6 +154,10 @@ class Explainer:
             method=method, block_maps=r.block_maps, masks_selected=r.masks_selected, masks_used=r.masks_used,
             seconds=seconds, passes=ctx.passes, details=r.details,
         ) for t, r in zip(chosen, results)]
+
+    def _bound_scoring(self, x: np.ndarray) -> BoundScoring:
+        largest = max(t.height * t.width for t in self.info.taps)
+        return BoundScoring(self.model, x, self.batch_size, largest)
 
     def _choose_targets(self, scores: np.ndarray, targets: Sequence[int] | None, top_k: int | None) -> list[int]:
         if targets is not None and top_k is not None:

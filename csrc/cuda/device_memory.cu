@@ -34,6 +34,14 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes) {
   check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
 }
 
+void copy_strided_to_host(void* dst, const void* src, std::size_t src_pitch, std::size_t element_bytes,
+                          int64_t rows) {
+  check(cudaMemcpy2D(dst, element_bytes, src, src_pitch, element_bytes, static_cast<std::size_t>(rows),
+                     cudaMemcpyDeviceToHost), "cudaMemcpy2D to host");
+}
+
+void fill_zero(void* ptr, std::size_t bytes) { check(cudaMemset(ptr, 0, bytes), "cudaMemset"); }
+
 void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
 }  // namespace sise::cuda

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from .. import core
 from ..session import BlockFeatures, ExplainableModel
+
+if TYPE_CHECKING:
+    from ..bound_scoring import BoundScoring
 
 Progress = Callable[[int], None]
 Payload = TypeVar("Payload")
@@ -24,7 +27,8 @@ def no_progress(n: int) -> None:
 @dataclass
 class Context:
     """model, image x (C, H, W) or (H, W, C) without batch axis, targets (T,), batch
-    (B, ...) float32 buffer, and the pass counter."""
+    (B, ...) float32 buffer, and the pass counter. With `bound`, SISE's masked passes
+    run through onnxruntime IO binding on the session's device (bound_scoring.py)."""
 
     model: ExplainableModel
     image: np.ndarray
@@ -33,6 +37,7 @@ class Context:
     progress: Progress = no_progress
     prefetch: bool = False
     passes: int = 0
+    bound: BoundScoring | None = None
     _features: dict[tuple[int, str], list[BlockFeatures]] = field(default_factory=dict)
 
     @property

@@ -74,19 +74,30 @@ def block_maps(ctx: Context, block: int, selections: list[np.ndarray]) -> tuple[
     activations = ctx.features(ctx.targets[0], "score")[block].activations
     union = np.unique(np.concatenate(selections)) if selections else np.empty(0, np.int64)
     member = np.stack([np.isin(union, s) for s in selections])
+    if ctx.bound is not None:
+        acc, used = ctx.bound.block_contributions(activations, union, member, ctx.targets[:len(selections)],
+                                                  ctx.progress)
+        ctx.passes = ctx.bound.passes
+    else:
+        acc, used = _host_contributions(ctx, activations, union, member)
+    maps = np.divide(acc, np.maximum(used, 1)[:, None, None]).astype(np.float32)
+    return maps, used
+
+
+def _host_contributions(ctx: Context, activations: np.ndarray, union: np.ndarray,
+                        member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     height, width = ctx.size
-    acc = np.zeros((len(selections), height, width), dtype=np.float64)
-    used = np.zeros(len(selections), dtype=np.int64)
+    acc = np.zeros((member.shape[0], height, width), dtype=np.float64)
+    used = np.zeros(member.shape[0], dtype=np.int64)
     chunks = attribution_masks(activations, union, ctx.size, ctx.batch.shape[0], ctx.progress)
     for masks, kept, scores in ctx.score_masks(chunks):
         rows = np.searchsorted(union, kept)
-        for t in range(len(selections)):
+        for t in range(member.shape[0]):
             mine = member[t, rows]
             if mine.any():
                 core.accumulate_contributions(np.ascontiguousarray(masks[mine]), scores[mine, t], acc[t])
                 used[t] += int(mine.sum())
-    maps = np.divide(acc, np.maximum(used, 1)[:, None, None]).astype(np.float32)
-    return maps, used
+    return acc, used
 
 
 def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusion: str = "hard",

@@ -155,3 +155,60 @@ def test_cuda_device_request_without_a_gpu_is_refused() -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="device='cuda'"):
         core.otsu_threshold(np.arange(4, dtype=np.float32), device="cuda")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_buffer_round_trip_and_columns(device: str, rng: np.random.Generator) -> None:
+    matrix = rng.normal(size=(5, 11)).astype(np.float32)
+    buffer = core.Buffer(matrix.nbytes + 16, device)
+    assert buffer.nbytes == matrix.nbytes + 16 and buffer.device == device and buffer.address != 0
+    buffer.upload(matrix)
+    back = np.empty_like(matrix)
+    buffer.download(back)
+    np.testing.assert_array_equal(back, matrix)
+    np.testing.assert_array_equal(buffer.download_columns(5, 11, [3, 0, 10]), matrix[:, [3, 0, 10]].T)
+    buffer.zero()
+    buffer.download(back)
+    assert not back.any()
+    with pytest.raises(ValueError, match="larger than the buffer"):
+        buffer.upload(np.zeros(matrix.size + 5, np.float32))
+    with pytest.raises(ValueError, match="column out of range"):
+        buffer.download_columns(5, 11, [11])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_buffer_pipeline_matches_numpy(device: str, layout: str, rng: np.random.Generator) -> None:
+    """Upsampling + min-max (eq. 7), masked batch and eq. 10-11 on Buffers, as onnxruntime's
+    IO binding sees them, against the NumPy twins."""
+    features = rng.normal(size=(4, 5, 6)).astype(np.float32)
+    features[2] = 1.5
+    image = rng.normal(size=(3, 20, 24) if layout == "NCHW" else (20, 24, 3)).astype(np.float32)
+    weights = rng.uniform(size=4).astype(np.float32)
+    buffers = {name: core.Buffer(size, device) for name, size in
+               [("features", features.nbytes), ("masks", 4 * 20 * 24 * 4), ("flags", 4), ("image", image.nbytes),
+                ("batch", 4 * image.nbytes), ("weights", weights.nbytes), ("acc", 20 * 24 * 8)]}
+    buffers["features"].upload(features)
+    buffers["image"].upload(image)
+    buffers["weights"].upload(weights)
+    buffers["acc"].zero()
+    core.masks_from_features(buffers["features"], 4, 5, 6, 20, 24, buffers["masks"], buffers["flags"])
+    core.masked_batch_into(buffers["image"], 3, 20, 24, layout, buffers["masks"], 4, buffers["batch"])
+    core.accumulate_into(buffers["masks"], 4, 20, 24, buffers["weights"], buffers["acc"])
+    masks, flags = np.empty((4, 20, 24), np.float32), np.empty(4, np.uint8)
+    batch, acc = np.empty((4, *image.shape), np.float32), np.empty((20, 24))
+    for name, array in [("masks", masks), ("flags", flags), ("batch", batch), ("acc", acc)]:
+        buffers[name].download(array)
+    expected_masks, expected_flags = reference.minmax_normalize(reference.upsample_bilinear(features, 20, 24))
+    np.testing.assert_array_equal(flags.astype(bool), expected_flags)
+    np.testing.assert_allclose(masks, expected_masks, atol=1e-5)
+    np.testing.assert_allclose(batch, reference.masked_batch(image, expected_masks, layout), atol=1e-5)
+    np.testing.assert_allclose(acc, reference.contributions(expected_masks, weights), rtol=1e-5, atol=1e-12)
+
+
+def test_buffer_kernels_refuse_short_buffers() -> None:
+    small, big = core.Buffer(16, "cpu"), core.Buffer(4096, "cpu")
+    with pytest.raises(ValueError, match="masks: buffer of 16 bytes"):
+        core.masks_from_features(big, 1, 2, 2, 8, 8, small, big)
+    with pytest.raises(ValueError, match="layout must be"):
+        core.masked_batch_into(big, 3, 2, 2, "CHW", big, 1, big)

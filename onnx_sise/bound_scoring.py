@@ -1,0 +1,84 @@
+"""SISE's masked passes with onnxruntime IO binding: the feature maps, masks, masked
+batch, scores and accumulated maps live in buffers of the compiled core on the
+session's device (the GPU with the CUDA provider), which onnxruntime reads and writes
+in place. Only the few target scores of each pass come to the host."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import core
+from .methods.context import Progress, no_progress
+from .session import ExplainableModel
+
+
+class BoundScoring:
+    """The masked-pass pipeline of one image on one device ("cpu" or "cuda"), for at
+    most `batch_size` masks per pass and feature maps of at most `feature_pixels` pixels."""
+
+    def __init__(self, model: ExplainableModel, image: np.ndarray, batch_size: int, feature_pixels: int) -> None:
+        self.model = model
+        self.device = "cuda" if model.provider == "cuda" else "cpu"
+        spec = model.info.input
+        self.height, self.width = spec.height, spec.width
+        self.batch_size = batch_size
+        plane = self.height * self.width
+        self.image = core.Buffer(image.nbytes, self.device)
+        self.image.upload(np.ascontiguousarray(image, dtype=np.float32))
+        self.features = core.Buffer(batch_size * feature_pixels * 4, self.device)
+        self.masks = core.Buffer(batch_size * plane * 4, self.device)
+        self.flags = core.Buffer(batch_size, self.device)
+        self.batch = core.Buffer(batch_size * image.size * 4, self.device)
+        self.scores = core.Buffer(batch_size * model.info.num_classes * 4, self.device)
+        self.weights = core.Buffer(batch_size * 4, self.device)
+        self.passes = 0
+
+    def run(self, count: int, targets: list[int]) -> np.ndarray:
+        """Psi of `targets` for the first `count` masked inputs of the bound batch, (T, count)."""
+        info = self.model.info
+        g, spec = info.graph, info.input
+        shape = [count, spec.channels, spec.height, spec.width] if spec.layout == "NCHW" \
+            else [count, spec.height, spec.width, spec.channels]
+        binding = self.model.session.io_binding()
+        binding.bind_input(g.masked_batch, self.device, 0, np.float32, shape, self.batch.address)
+        binding.bind_output(g.batch_scores, self.device, 0, np.float32, [count, info.num_classes], self.scores.address)
+        self.model.session.run_with_iobinding(binding)
+        self.passes += count
+        return self.scores.download_columns(count, info.num_classes, targets)
+
+    def block_contributions(self, activations: np.ndarray, union: np.ndarray, member: np.ndarray,
+                            targets: list[int], progress: Progress = no_progress) -> tuple[np.ndarray, np.ndarray]:
+        """sum over the masks m_k (k in `union`, SISE eq. 7) of each target's
+        Psi_c(I . m_k) * m_k / sum(m_k) (eq. 10-11), for the targets whose rows of
+        `member` (T, len(union)) hold k. Returns (sums (T, H, W) float64, masks counted (T,))."""
+        spec = self.model.info.input
+        _, h, w = activations.shape
+        flat = activations.reshape(activations.shape[0], -1)[union]
+        varying = flat.max(axis=1) > flat.min(axis=1) if union.size else np.zeros(0, bool)
+        progress(int(union.size - varying.sum()))
+        accumulators = [core.Buffer(self.height * self.width * 8, self.device) for _ in targets]
+        for acc in accumulators:
+            acc.zero()
+        used = np.zeros(len(targets), dtype=np.int64)
+        rows_varying = np.flatnonzero(varying)
+        flags = np.empty(self.batch_size, np.uint8)
+        for start in range(0, rows_varying.size, self.batch_size):
+            rows = rows_varying[start:start + self.batch_size]
+            count = rows.size
+            self.features.upload(np.ascontiguousarray(activations[union[rows]], dtype=np.float32))
+            core.masks_from_features(self.features, count, h, w, self.height, self.width, self.masks, self.flags)
+            self.flags.download(flags)
+            core.masked_batch_into(self.image, spec.channels, self.height, self.width, spec.layout, self.masks,
+                                    count, self.batch)
+            scores = self.run(count, targets)
+            progress(count)
+            for t in range(len(targets)):
+                counted = member[t, rows] & (flags[:count] != 0)
+                if counted.any():
+                    self.weights.upload(np.where(counted, scores[t], 0.0).astype(np.float32))
+                    core.accumulate_into(self.masks, count, self.height, self.width, self.weights, accumulators[t])
+                    used[t] += int(counted.sum())
+        sums = np.empty((len(targets), self.height, self.width), dtype=np.float64)
+        for t, acc in enumerate(accumulators):
+            acc.download(sums[t])
+        return sums, used
