@@ -39,10 +39,10 @@ class BoundScoring:
         g, spec = info.graph, info.input
         shape = [count, spec.channels, spec.height, spec.width] if spec.layout == "NCHW" \
             else [count, spec.height, spec.width, spec.channels]
-        binding = self.model.session.io_binding()
+        binding = self.model.scoring_session.io_binding()
         binding.bind_input(g.masked_batch, self.device, 0, np.float32, shape, self.batch.address)
         binding.bind_output(g.batch_scores, self.device, 0, np.float32, [count, info.num_classes], self.scores.address)
-        self.model.session.run_with_iobinding(binding)
+        self.model.scoring_session.run_with_iobinding(binding)
         self.passes += count
         return self.scores.download_columns(count, info.num_classes, targets)
 

@@ -83,22 +83,25 @@ class Explainer:
             compiled core that onnxruntime reads and writes in place (IO binding); on
             the GPU nothing but the target scores crosses to the host. Default: on with
             provider="cuda", off on the CPU (where it measures no faster, RESULTS.md).
+        scoring_model: an fp16 or int8 variant of the masked-pass sub-graph
+            (onnx_sise_export.write_scoring_variant) that runs the masked passes.
     """
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, *, prepare: bool = True,
                  cache_dir: str | os.PathLike[str] | None = None, prefetch: bool = True,
-                 io_binding: bool | None = None) -> None:
+                 io_binding: bool | None = None, scoring_model: str | os.PathLike[str] | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.prepared: Prepared | None = None
         try:
-            self.model = ExplainableModel(path, provider=provider, threads=threads)
+            self.model = ExplainableModel(path, provider=provider, threads=threads, scoring_model=scoring_model)
         except PlainModelError:
             if not prepare:
                 raise
             self.prepared = prepared_model(path, cache_dir)
-            self.model = ExplainableModel(self.prepared.path, provider=provider, threads=threads)
+            self.model = ExplainableModel(self.prepared.path, provider=provider, threads=threads,
+                                          scoring_model=scoring_model)
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.io_binding = provider == "cuda" if io_binding is None else io_binding

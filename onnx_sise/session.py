@@ -3,6 +3,7 @@ and the batched masked forward passes (only `batch_scores` is computed for those
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from .errors import ModelError, PlainModelError
 from .model_info import METADATA_KEY, ModelInfo
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+VARIANT_KEY = "onnx_sise_scoring_variant"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 class ExplainableModel:
     """An explainable ONNX loaded in onnxruntime, with its metadata validated."""
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
+                 scoring_model: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}" if not self.path.exists()
@@ -60,6 +63,30 @@ class ExplainableModel:
             )
         self.info = ModelInfo.from_json(metadata[METADATA_KEY])
         self._check_outputs()
+        self.scoring_session = self.session
+        self.scoring_precision = "fp32"
+        if scoring_model is not None:
+            self._load_scoring_variant(Path(scoring_model), threads)
+
+    def _load_scoring_variant(self, path: Path, threads: int | None) -> None:
+        """A reduced-precision copy of the scoring sub-graph (onnx_sise_export.variants)
+        runs the masked passes; the gradient call stays in this float32 session."""
+        if not path.is_file():
+            raise ModelError(f"scoring model not found: {path}")
+        try:
+            session = ort.InferenceSession(str(path), session_options(threads), providers=[PROVIDERS[self.provider]])
+        except Exception as exc:
+            raise ModelError(f"{path} is not a loadable ONNX model ({_first_line(exc)})") from None
+        raw = session.get_modelmeta().custom_metadata_map.get(VARIANT_KEY)
+        if raw is None:
+            raise ModelError(f"{path} is not a scoring variant: write one with onnx_sise_export.write_scoring_variant")
+        variant = json.loads(raw)
+        g = self.info.graph
+        if (variant.get("masked_batch"), variant.get("batch_scores"), variant.get("num_classes")) != (
+                g.masked_batch, g.batch_scores, self.info.num_classes):
+            raise ModelError(f"{path} is a scoring variant of another model: write it again from {self.path}")
+        self.scoring_session = session
+        self.scoring_precision = str(variant.get("precision", "?"))
 
     def _check_outputs(self) -> None:
         present = {o.name for o in self.session.get_outputs()}
@@ -95,7 +122,7 @@ class ExplainableModel:
     def batch_scores(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""
         g = self.info.graph
-        (scores,) = self.session.run([g.batch_scores], {g.masked_batch: batch})
+        (scores,) = self.scoring_session.run([g.batch_scores], {g.masked_batch: batch})
         return scores[:, list(classes)]
 
 
