@@ -1,13 +1,19 @@
 """SISE explanation time against the bare forward passes it needs and an eager-PyTorch SISE.
 
-    python benchmarks/bench_explain.py [--models efficientnet-lite0,resnet50] [--repeats 3]
+    python benchmarks/bench_explain.py [--models efficientnet-lite0,resnet50,vgg16] [--repeats 3]
+                                       [--provider cpu|cuda] [--precision fp32|fp16] [--batch-size 32]
 
-Reports per model, from one run: masked forward passes, seconds per explanation, the
-overhead ratio (explain time / time of the same number of bare forward passes through
-the same session at the same batch size), the speedup over an eager-PyTorch SISE of
-the same formulas (tests/torch_reference.py), Ada-SISE's passes and time, and the peak
-traced memory (NumPy and Python allocations) of scoring 256 and 512 masks of the deepest
-block. Appends a table to benchmarks/RESULTS.md.
+Per model (efficientnet-lite0 with its real ImageNet weights; resnet50 and vgg16 with
+seeded random weights), through the public API only: the masked forward passes of SISE
+(mu = 0) and Ada-SISE; seconds per explanation; the overhead ratio (explain time / time
+of the same number of bare forward passes through the same session at the same batch
+size, the two interleaved in each repeat, median of the per-repeat ratios); the speedup
+over an eager-PyTorch SISE of the same formulas on the same masks
+(tests/torch_reference.py, same threads); and the extra resident memory of one
+explanation of the same target with Ada-SISE's masks and with SISE's (2.4-3x as many),
+sampled every 5 ms. `--provider cuda` runs the same on the GPU (IO binding on, onnxruntime-gpu
+needed); `--precision fp16` scores the masks with the fp16 variant of the scoring graph.
+Appends a table to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,19 +24,19 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
-import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import psutil
 import skimage
 import torch
 
 import onnx_sise
-from onnx_sise.methods.context import Context
-from onnx_sise.methods.sise import block_maps
-from onnx_sise_export import build_zoo_model, export_zoo
+from onnx_sise_export import build_zoo_model, export_zoo, write_scoring_variant
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -39,20 +45,19 @@ from torch_reference import block_inputs_and_gradients, sise_block_map  # noqa: 
 PHOTO = Path(skimage.__file__).parent / "data" / "coffee.png"
 
 
-def median_seconds(fn, repeats: int) -> float:  # noqa: ANN001
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def bare_passes(explainer: onnx_sise.Explainer, passes: int) -> None:
-    g = explainer.info.graph
-    batch = np.random.default_rng(0).normal(size=(explainer.batch_size, 3, 224, 224)).astype(np.float32)
+    """`passes` masked inputs through the same session, in the explainer's batches."""
+    spec = explainer.info.input
+    shape = (spec.channels, spec.height, spec.width) if spec.layout == "NCHW" else (spec.height, spec.width, spec.channels)
+    batch = np.random.default_rng(0).normal(size=(explainer.batch_size, *shape)).astype(np.float32)
     for start in range(0, passes, explainer.batch_size):
-        explainer.model.session.run([g.batch_scores], {g.masked_batch: batch[:min(explainer.batch_size, passes - start)]})
+        explainer.model.batch_scores(batch[:min(explainer.batch_size, passes - start)], [0])
 
 
 def eager_sise(model: torch.nn.Module, modules: list[str], x: np.ndarray, target: int, batch: int) -> None:
@@ -61,77 +66,104 @@ def eager_sise(model: torch.nn.Module, modules: list[str], x: np.ndarray, target
         sise_block_map(model, x, a, g, target, batch=batch)
 
 
-def ada_sise_seconds(explainer: onnx_sise.Explainer, target: int, repeats: int) -> tuple[int, float]:
-    result = explainer.explain(PHOTO, target=target, method="ada-sise")
-    return result.passes, median_seconds(lambda: explainer.explain(PHOTO, target=target, method="ada-sise"), repeats)
+def extra_memory(fn: Callable[[], object]) -> int:
+    """Peak resident memory while `fn` runs, above the resident memory before it."""
+    process = psutil.Process()
+    before = process.memory_info().rss
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.005):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak, process.memory_info().rss) - before
 
 
-def peak_memory(explainer: onnx_sise.Explainer, target: int, counts: tuple[int, int] = (256, 512)) -> list[int]:
-    """Peak traced memory (NumPy and Python) of scoring `count` masks of the deepest block."""
-    x, _ = explainer.preprocess(PHOTO)
-    ctx = Context(model=explainer.model, image=x, targets=[target],
-                  batch=np.empty((explainer.batch_size, *x.shape), np.float32))
-    deepest = ctx.features(target, "score")[-1]
-    flat = deepest.activations.reshape(deepest.activations.shape[0], -1)
-    varying = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))
-    peaks = []
-    for count in counts:
-        tracemalloc.start()
-        block_maps(ctx, len(explainer.info.taps) - 1, [varying[:count]])
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    return peaks
+def measure(name: str, path: Path, args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    scoring = None
+    if args.precision != "fp32":
+        scoring = write_scoring_variant(path, tmp / f"{name}.{args.precision}.onnx", args.precision)
+    explainer = onnx_sise.Explainer(path, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
+                                    scoring_model=scoring)
+    first = explainer.explain(PHOTO)
+    target, passes = first.target, first.passes
+    explain_s, bare_s, ratios = [], [], []
+    for _ in range(args.repeats):
+        explain_s.append(seconds(lambda: explainer.explain(PHOTO, target=target)))
+        bare_s.append(seconds(lambda: bare_passes(explainer, passes)))
+        ratios.append(explain_s[-1] / bare_s[-1])
+    ada = explainer.explain(PHOTO, target=target, method="ada-sise")
+    ada_s = statistics.median(seconds(lambda: explainer.explain(PHOTO, target=target, method="ada-sise"))
+                              for _ in range(args.repeats))
+    memory = [extra_memory(lambda: explainer.explain(PHOTO, target=target, method="ada-sise")),
+              extra_memory(lambda: explainer.explain(PHOTO, target=target))]
+    row: dict[str, object] = {
+        "model": name, "passes": passes, "explain_s": statistics.median(explain_s), "bare_s": statistics.median(bare_s),
+        "overhead": statistics.median(ratios), "speedup": float("nan"), "ada_passes": ada.passes, "ada_s": ada_s,
+        "memory_passes": (ada.passes, passes), "memory": memory,
+    }
+    if not args.no_eager:
+        model, _ = build_zoo_model(name)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        modules = [t.source.split(":")[0] for t in explainer.info.taps]
+        x, _ = explainer.preprocess(PHOTO)
+        eager_s = statistics.median(seconds(lambda: eager_sise(model, modules, x, target, args.batch_size))
+                                    for _ in range(args.repeats))
+        row["speedup"] = eager_s / float(row["explain_s"])
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="efficientnet-lite0", help="comma-separated zoo names (default: efficientnet-lite0)")
+    parser.add_argument("--models", default="efficientnet-lite0,resnet50,vgg16", help="comma-separated zoo names")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure, median reported (default: 3)")
     parser.add_argument("--batch-size", type=int, default=32, help="masked inputs per pass (default: 32)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="onnxruntime and torch threads (default: all)")
+    parser.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="masked-pass precision")
     parser.add_argument("--no-eager", action="store_true", help="skip the eager-PyTorch comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    header = (f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}; "
-              f"provider: CPUExecutionProvider (onnxruntime {ort.__version__}); threads: {args.threads}; "
-              f"batch size: {args.batch_size}; photo: coffee.png; median of {args.repeats}")
+    device = "CUDAExecutionProvider" if args.provider == "cuda" else "CPUExecutionProvider"
+    header = (f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.platform()}; provider: {device} "
+              f"(onnxruntime {ort.__version__}), precision {args.precision}; threads: {args.threads}; batch size: "
+              f"{args.batch_size}; photo: coffee.png; median of {args.repeats}; eager PyTorch {torch.__version__} on the CPU")
     print(header)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             path = Path(tmp) / f"{name}.sise.onnx"
-            info = export_zoo(name, str(path))
-            explainer = onnx_sise.Explainer(path, threads=args.threads, batch_size=args.batch_size)
-            result = explainer.explain(PHOTO)
-            passes = result.forward_passes
-            explain_s = median_seconds(lambda: explainer.explain(PHOTO, target=result.target), args.repeats)
-            bare_s = median_seconds(lambda: bare_passes(explainer, passes), args.repeats)
-            ada_passes, ada_s = ada_sise_seconds(explainer, result.target, args.repeats)
-            peaks = peak_memory(explainer, result.target)
-            row = {"model": name, "passes": passes, "explain_s": explain_s, "bare_s": bare_s,
-                   "overhead": explain_s / bare_s, "speedup": float("nan"), "ada_passes": ada_passes, "ada_s": ada_s,
-                   "peaks": peaks}
-            if not args.no_eager:
-                model, _ = build_zoo_model(name)
-                for p in model.parameters():
-                    p.requires_grad_(False)
-                modules = [t.source.split(":")[0] for t in info.taps]
-                x, _ = explainer.preprocess(PHOTO)
-                eager_s = median_seconds(lambda: eager_sise(model, modules, x, result.target, args.batch_size),
-                                         args.repeats)
-                row["speedup"] = eager_s / explain_s
-            print(f"{name}: {passes} passes, {explain_s:.2f} s/explanation, overhead ratio {row['overhead']:.3f}, "
-                  f"speedup over eager PyTorch {row['speedup']:.2f}x; Ada-SISE {ada_passes} passes {ada_s:.2f} s; "
-                  f"peak traced memory 256 vs 512 masks: {peaks[0] / 2**20:.1f} / {peaks[1] / 2**20:.1f} MiB")
+            export_zoo(name, str(path))
+            row = measure(name, path, args, Path(tmp))
+            mib = [m / 2**20 for m in row["memory"]]  # type: ignore[union-attr]
+            print(f"{name}: {row['passes']} passes, {row['explain_s']:.2f} s/explanation, overhead ratio "
+                  f"{row['overhead']:.3f}, speedup over eager PyTorch {row['speedup']:.2f}x; Ada-SISE "
+                  f"{row['ada_passes']} passes {row['ada_s']:.2f} s; extra memory {mib[0]:.1f} MiB "
+                  f"({row['memory_passes'][0]} masks) / {mib[1]:.1f} MiB ({row['memory_passes'][1]} masks)")
             rows.append(row)
-    lines = [f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/bench_explain.py --models {args.models} "
-             f"--repeats {args.repeats} --batch-size {args.batch_size}`\n", f"{header}\n",
+    command = (f"python benchmarks/bench_explain.py --models {args.models} --repeats {args.repeats} --batch-size "
+               f"{args.batch_size} --provider {args.provider} --precision {args.precision}"
+               + (" --no-eager" if args.no_eager else ""))
+    lines = [f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n", f"{header}\n",
              "| model | SISE passes | s / explanation | overhead ratio | speedup vs eager PyTorch SISE | "
-             "Ada-SISE passes | Ada-SISE s | time saved | peak MiB, 256 / 512 masks |",
+             "Ada-SISE passes | Ada-SISE s | time saved | extra MiB, Ada-SISE / SISE (masks) |",
              "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['passes']} | {r['explain_s']:.2f} | {r['overhead']:.3f} | {r['speedup']:.2f}x | "
-              f"{r['ada_passes']} | {r['ada_s']:.2f} | {100 * (1 - r['ada_s'] / r['explain_s']):.0f} % | "
-              f"{r['peaks'][0] / 2**20:.1f} / {r['peaks'][1] / 2**20:.1f} |" for r in rows]
+    for r in rows:
+        mib = [m / 2**20 for m in r["memory"]]  # type: ignore[union-attr]
+        saved = 100 * (1 - float(r["ada_s"]) / float(r["explain_s"]))
+        lines.append(f"| {r['model']} | {r['passes']} | {r['explain_s']:.2f} | {r['overhead']:.3f} | "
+                     f"{r['speedup']:.2f}x | {r['ada_passes']} | {r['ada_s']:.2f} | {saved:.0f} % | "
+                     f"{mib[0]:.1f} ({r['memory_passes'][0]}) / {mib[1]:.1f} ({r['memory_passes'][1]}) |")
     with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
 
