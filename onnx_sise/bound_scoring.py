@@ -14,9 +14,12 @@ from .session import ExplainableModel
 
 class BoundScoring:
     """The masked-pass pipeline of one image on one device ("cpu" or "cuda"), for at
-    most `batch_size` masks per pass and feature maps of at most `feature_pixels` pixels."""
+    most `batch_size` masks per pass and feature maps of at most `feature_pixels` pixels.
+    With `fixed_batch`, every pass runs `batch_size` rows (the tail of the last chunk is
+    scored and ignored): the fixed shapes and addresses that CUDA graphs replay."""
 
-    def __init__(self, model: ExplainableModel, image: np.ndarray, batch_size: int, feature_pixels: int) -> None:
+    def __init__(self, model: ExplainableModel, image: np.ndarray, batch_size: int, feature_pixels: int,
+                 fixed_batch: bool = False) -> None:
         self.model = model
         self.device = "cuda" if model.provider == "cuda" else "cpu"
         spec = model.info.input
@@ -29,6 +32,8 @@ class BoundScoring:
         self.masks = core.Buffer(batch_size * plane * 4, self.device)
         self.flags = core.Buffer(batch_size, self.device)
         self.batch = core.Buffer(batch_size * image.size * 4, self.device)
+        self.batch.zero()
+        self.fixed_batch = fixed_batch
         self.scores = core.Buffer(batch_size * model.info.num_classes * 4, self.device)
         self.weights = core.Buffer(batch_size * 4, self.device)
         self.passes = 0
@@ -37,11 +42,12 @@ class BoundScoring:
         """Psi of `targets` for the first `count` masked inputs of the bound batch, (T, count)."""
         info = self.model.info
         g, spec = info.graph, info.input
-        shape = [count, spec.channels, spec.height, spec.width] if spec.layout == "NCHW" \
-            else [count, spec.height, spec.width, spec.channels]
+        rows = self.batch_size if self.fixed_batch else count
+        shape = [rows, spec.channels, spec.height, spec.width] if spec.layout == "NCHW" \
+            else [rows, spec.height, spec.width, spec.channels]
         binding = self.model.scoring_session.io_binding()
         binding.bind_input(g.masked_batch, self.device, 0, np.float32, shape, self.batch.address)
-        binding.bind_output(g.batch_scores, self.device, 0, np.float32, [count, info.num_classes], self.scores.address)
+        binding.bind_output(g.batch_scores, self.device, 0, np.float32, [rows, info.num_classes], self.scores.address)
         self.model.scoring_session.run_with_iobinding(binding)
         self.passes += count
         return self.scores.download_columns(count, info.num_classes, targets)

@@ -83,28 +83,34 @@ class Explainer:
             compiled core that onnxruntime reads and writes in place (IO binding); on
             the GPU nothing but the target scores crosses to the host. Default: on with
             provider="cuda", off on the CPU (where it measures no faster, RESULTS.md).
-        scoring_model: an fp16 or int8 variant of the masked-pass sub-graph
+        scoring_model: an fp32, fp16 or int8 copy of the masked-pass sub-graph
             (onnx_sise_export.write_scoring_variant) that runs the masked passes.
+        cuda_graph: replay the masked pass as a CUDA graph (provider="cuda" and a
+            scoring_model needed); implies IO binding and fixed_batch.
+        fixed_batch: every IO-bound pass runs batch_size rows, the last chunk padded.
     """
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, *, prepare: bool = True,
                  cache_dir: str | os.PathLike[str] | None = None, prefetch: bool = True,
-                 io_binding: bool | None = None, scoring_model: str | os.PathLike[str] | None = None) -> None:
+                 io_binding: bool | None = None, scoring_model: str | os.PathLike[str] | None = None,
+                 cuda_graph: bool = False, fixed_batch: bool | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.prepared: Prepared | None = None
         try:
-            self.model = ExplainableModel(path, provider=provider, threads=threads, scoring_model=scoring_model)
+            self.model = ExplainableModel(path, provider=provider, threads=threads, scoring_model=scoring_model,
+                                          cuda_graph=cuda_graph)
         except PlainModelError:
             if not prepare:
                 raise
             self.prepared = prepared_model(path, cache_dir)
             self.model = ExplainableModel(self.prepared.path, provider=provider, threads=threads,
-                                          scoring_model=scoring_model)
+                                          scoring_model=scoring_model, cuda_graph=cuda_graph)
         self.batch_size = batch_size
         self.prefetch = prefetch
-        self.io_binding = provider == "cuda" if io_binding is None else io_binding
+        self.io_binding = cuda_graph or (provider == "cuda" if io_binding is None else io_binding)
+        self.fixed_batch = cuda_graph if fixed_batch is None else fixed_batch
 
     @property
     def info(self) -> ModelInfo:
@@ -160,7 +166,7 @@ class Explainer:
 
     def _bound_scoring(self, x: np.ndarray) -> BoundScoring:
         largest = max(t.height * t.width for t in self.info.taps)
-        return BoundScoring(self.model, x, self.batch_size, largest)
+        return BoundScoring(self.model, x, self.batch_size, largest, fixed_batch=self.fixed_batch)
 
     def _choose_targets(self, scores: np.ndarray, targets: Sequence[int] | None, top_k: int | None) -> list[int]:
         if targets is not None and top_k is not None:

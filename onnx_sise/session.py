@@ -40,7 +40,7 @@ class ExplainableModel:
     """An explainable ONNX loaded in onnxruntime, with its metadata validated."""
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
-                 scoring_model: str | os.PathLike[str] | None = None) -> None:
+                 scoring_model: str | os.PathLike[str] | None = None, cuda_graph: bool = False) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}" if not self.path.exists()
@@ -65,16 +65,23 @@ class ExplainableModel:
         self._check_outputs()
         self.scoring_session = self.session
         self.scoring_precision = "fp32"
+        self.cuda_graph = False
+        if cuda_graph and (provider != "cuda" or scoring_model is None):
+            raise ModelError("CUDA graphs need provider='cuda' and a scoring model of the scoring sub-graph alone "
+                             "(onnx_sise_export.write_scoring_variant, precision fp32 or fp16)")
         if scoring_model is not None:
-            self._load_scoring_variant(Path(scoring_model), threads)
+            self._load_scoring_variant(Path(scoring_model), threads, cuda_graph)
 
-    def _load_scoring_variant(self, path: Path, threads: int | None) -> None:
-        """A reduced-precision copy of the scoring sub-graph (onnx_sise_export.variants)
-        runs the masked passes; the gradient call stays in this float32 session."""
+    def _load_scoring_variant(self, path: Path, threads: int | None, cuda_graph: bool) -> None:
+        """A copy of the scoring sub-graph (onnx_sise_export.variants: fp32 for CUDA
+        graphs, fp16, int8) runs the masked passes; the gradient call stays in this session."""
         if not path.is_file():
             raise ModelError(f"scoring model not found: {path}")
+        provider: str | tuple[str, dict[str, str]] = PROVIDERS[self.provider]
+        if cuda_graph:
+            provider = (PROVIDERS[self.provider], {"enable_cuda_graph": "1"})
         try:
-            session = ort.InferenceSession(str(path), session_options(threads), providers=[PROVIDERS[self.provider]])
+            session = ort.InferenceSession(str(path), session_options(threads), providers=[provider])
         except Exception as exc:
             raise ModelError(f"{path} is not a loadable ONNX model ({_first_line(exc)})") from None
         raw = session.get_modelmeta().custom_metadata_map.get(VARIANT_KEY)
@@ -87,6 +94,7 @@ class ExplainableModel:
             raise ModelError(f"{path} is a scoring variant of another model: write it again from {self.path}")
         self.scoring_session = session
         self.scoring_precision = str(variant.get("precision", "?"))
+        self.cuda_graph = cuda_graph
 
     def _check_outputs(self) -> None:
         present = {o.name for o in self.session.get_outputs()}

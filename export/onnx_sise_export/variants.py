@@ -1,6 +1,6 @@
-"""Reduced-precision variants of the masked-pass (scoring) sub-graph of an explainable
-ONNX: fp16 for GPUs with tensor cores, int8 (static QDQ quantisation, per-channel
-weights) for CPUs with fast int8 paths. A variant is a separate file; the gradient call
+"""Copies of the masked-pass (scoring) sub-graph of an explainable ONNX: fp32 (alone in
+its session, as CUDA graphs need), fp16 for GPUs with tensor cores, int8 (static QDQ
+quantisation, per-channel weights) for CPUs with fast int8 paths. A variant is a separate file; the gradient call
 stays in float32 in the explainable ONNX, and `Explainer(..., scoring_model=variant)`
 runs the masked passes through the variant. Fidelity is the user's to check on their
 photos (benchmarks/bench_levers.py reports map correlations with float32)."""
@@ -25,7 +25,7 @@ from onnx_sise.session import VARIANT_KEY
 
 from .onnx_graph import fold_constants, set_metadata
 
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _scoring_graph(sise_path: Path, workdir: Path) -> tuple[onnx.ModelProto, ModelInfo]:
@@ -49,7 +49,7 @@ def _scoring_graph(sise_path: Path, workdir: Path) -> tuple[onnx.ModelProto, Mod
 
 def write_scoring_variant(sise_path: str | os.PathLike[str], out_path: str | os.PathLike[str], precision: str,
                           calibration: Iterable[np.ndarray] = ()) -> Path:
-    """Write the scoring sub-graph of `sise_path` in `precision` ("fp16" or "int8") to
+    """Write the scoring sub-graph of `sise_path` in `precision` ("fp32", "fp16" or "int8") to
     `out_path`. int8 needs `calibration`: batches (B, C, H, W) of masked model inputs like
     those it will score (e.g. real photos times SISE masks)."""
     if precision not in PRECISIONS:
@@ -57,7 +57,9 @@ def write_scoring_variant(sise_path: str | os.PathLike[str], out_path: str | os.
     sise_path = Path(sise_path)
     with tempfile.TemporaryDirectory() as tmp:
         scoring, info = _scoring_graph(sise_path, Path(tmp))
-        if precision == "fp16":
+        if precision == "fp32":
+            variant = scoring
+        elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
             variant = convert_float_to_float16(scoring, keep_io_types=True)
