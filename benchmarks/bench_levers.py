@@ -27,6 +27,7 @@ import skimage
 
 import onnx_sise
 from onnx_sise import core
+from onnx_sise.methods.context import distinct_maps
 from onnx_sise.methods.sise import average_gradients, select_positive
 from onnx_sise_export import export_zoo, write_scoring_variant
 
@@ -68,8 +69,8 @@ def calibration(explainer: onnx_sise.Explainer) -> list[np.ndarray]:
 
 
 def mask_counts(explainer: onnx_sise.Explainer) -> tuple[int, int, int]:
-    """SISE's selected maps on PHOTO, how many are constant, and how many duplicate
-    another selected map after min-max normalisation (the same mask)."""
+    """SISE's selected maps on PHOTO, how many are constant (no mask), and how many give
+    the same mask as another selected map (scored once: distinct_maps)."""
     x, _ = explainer.preprocess(PHOTO)
     target = int(np.argmax(explainer.model.scores(x)))
     onehot = np.zeros(explainer.info.num_classes, np.float32)
@@ -77,13 +78,10 @@ def mask_counts(explainer: onnx_sise.Explainer) -> tuple[int, int, int]:
     selected = constant = duplicate = 0
     for block in explainer.model.block_features(x, onehot, np.zeros_like(onehot)):
         chosen = select_positive(average_gradients(block.gradients))
-        flat = block.activations.reshape(block.activations.shape[0], -1)[chosen].astype(np.float64)
-        lo, hi = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
-        varying = (hi > lo)[:, 0]
-        unit = np.round((flat[varying] - lo[varying]) / (hi[varying] - lo[varying]), 6)
+        representatives, group = distinct_maps(block.activations, chosen)
         selected += chosen.size
-        constant += int((~varying).sum())
-        duplicate += int(varying.sum() - np.unique(unit, axis=0).shape[0])
+        constant += int((group < 0).sum())
+        duplicate += int((group >= 0).sum() - representatives.size)
     return selected, constant, duplicate
 
 

@@ -52,38 +52,35 @@ class BoundScoring:
         self.passes += count
         return self.scores.download_columns(count, info.num_classes, targets)
 
-    def block_contributions(self, activations: np.ndarray, union: np.ndarray, member: np.ndarray,
+    def block_contributions(self, activations: np.ndarray, representatives: np.ndarray, multiplicity: np.ndarray,
                             targets: list[int], progress: Progress = no_progress) -> tuple[np.ndarray, np.ndarray]:
-        """sum over the masks m_k (k in `union`, SISE eq. 7) of each target's
-        Psi_c(I . m_k) * m_k / sum(m_k) (eq. 10-11), for the targets whose rows of
-        `member` (T, len(union)) hold k. Returns (sums (T, H, W) float64, masks counted (T,))."""
+        """sum over the masks m_k (k in `representatives`, varying maps, SISE eq. 7) of
+        multiplicity[t, k] * Psi_c(I . m_k) * m_k / sum(m_k) (eq. 10-11) for each target t
+        (multiplicity: how many of the target's maps give that mask). Returns (sums
+        (T, H, W) float64, masks counted (T,))."""
         spec = self.model.info.input
         _, h, w = activations.shape
-        flat = activations.reshape(activations.shape[0], -1)[union]
-        varying = flat.max(axis=1) > flat.min(axis=1) if union.size else np.zeros(0, bool)
-        progress(int(union.size - varying.sum()))
         accumulators = [core.Buffer(self.height * self.width * 8, self.device) for _ in targets]
         for acc in accumulators:
             acc.zero()
         used = np.zeros(len(targets), dtype=np.int64)
-        rows_varying = np.flatnonzero(varying)
         flags = np.empty(self.batch_size, np.uint8)
-        for start in range(0, rows_varying.size, self.batch_size):
-            rows = rows_varying[start:start + self.batch_size]
+        for start in range(0, representatives.size, self.batch_size):
+            rows = np.arange(start, min(start + self.batch_size, representatives.size))
             count = rows.size
-            self.features.upload(np.ascontiguousarray(activations[union[rows]], dtype=np.float32))
+            self.features.upload(np.ascontiguousarray(activations[representatives[rows]], dtype=np.float32))
             core.masks_from_features(self.features, count, h, w, self.height, self.width, self.masks, self.flags)
             self.flags.download(flags)
             core.masked_batch_into(self.image, spec.channels, self.height, self.width, spec.layout, self.masks,
-                                    count, self.batch)
+                                   count, self.batch)
             scores = self.run(count, targets)
             progress(count)
             for t in range(len(targets)):
-                counted = member[t, rows] & (flags[:count] != 0)
-                if counted.any():
-                    self.weights.upload(np.where(counted, scores[t], 0.0).astype(np.float32))
+                counts = np.where(flags[:count] != 0, multiplicity[t, rows], 0)
+                if counts.any():
+                    self.weights.upload((scores[t] * counts).astype(np.float32))
                     core.accumulate_into(self.masks, count, self.height, self.width, self.weights, accumulators[t])
-                    used[t] += int(counted.sum())
+                    used[t] += int(counts.sum())
         sums = np.empty((len(targets), self.height, self.width), dtype=np.float64)
         for t, acc in enumerate(accumulators):
             acc.download(sums[t])

@@ -52,8 +52,10 @@ class Explanation:
 
     @property
     def forward_passes(self) -> int:
-        """Masked passes this target needs on its own."""
-        return sum(self.masks_used.values())
+        """Masked passes this target needs on its own (a mask that several feature maps
+        give is scored once: details["duplicate_masks"])."""
+        duplicates = self.details.get("duplicate_masks", {})
+        return sum(self.masks_used.values()) - sum(duplicates.values())  # type: ignore[union-attr]
 
     def summary(self) -> dict[str, object]:
         """JSON-ready description (no arrays)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import core
 from ..fusion import fuse_block_maps
-from .context import Context, attribution_masks
+from .context import Context, attribution_masks, distinct_maps
 from .result import MethodResult
 
 
@@ -67,36 +67,44 @@ def select_adaptive(alpha: np.ndarray, rule: str = "otsu") -> np.ndarray:
     return np.flatnonzero(v > adaptive_threshold(v[v > 0], rule))
 
 
-def block_maps(ctx: Context, block: int, selections: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def block_maps(ctx: Context, block: int, selections: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """V of SISE eq. 12 for one block and every target: the mean over that target's
     masks m of Psi_c(I . m) * m / sum(m). The masks of all targets are scored once
-    (their union). Returns maps (T, H, W) and masks used per target (T,)."""
+    (their union), and a mask that several maps give once (`distinct_maps`), counted
+    for each. Returns maps (T, H, W), masks used (T,) and duplicates among them (T,)."""
     activations = ctx.features(ctx.targets[0], "score")[block].activations
     union = np.unique(np.concatenate(selections)) if selections else np.empty(0, np.int64)
-    member = np.stack([np.isin(union, s) for s in selections])
+    representatives, group = distinct_maps(activations, union)
+    ctx.progress(int(union.size - representatives.size))
+    multiplicity = np.zeros((len(selections), representatives.size), dtype=np.int64)
+    for t, selection in enumerate(selections):
+        mine = np.isin(union, selection) & (group >= 0)
+        np.add.at(multiplicity[t], group[mine], 1)
     if ctx.bound is not None:
-        acc, used = ctx.bound.block_contributions(activations, union, member, ctx.targets[:len(selections)],
-                                                  ctx.progress)
+        acc, used = ctx.bound.block_contributions(activations, representatives, multiplicity,
+                                                  ctx.targets[:len(selections)], ctx.progress)
         ctx.passes = ctx.bound.passes
     else:
-        acc, used = _host_contributions(ctx, activations, union, member)
+        acc, used = _host_contributions(ctx, activations, representatives, multiplicity)
     maps = np.divide(acc, np.maximum(used, 1)[:, None, None]).astype(np.float32)
-    return maps, used
+    return maps, used, used - (multiplicity > 0).sum(axis=1)
 
 
-def _host_contributions(ctx: Context, activations: np.ndarray, union: np.ndarray,
-                        member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _host_contributions(ctx: Context, activations: np.ndarray, representatives: np.ndarray,
+                        multiplicity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     height, width = ctx.size
-    acc = np.zeros((member.shape[0], height, width), dtype=np.float64)
-    used = np.zeros(member.shape[0], dtype=np.int64)
-    chunks = attribution_masks(activations, union, ctx.size, ctx.batch.shape[0], ctx.progress)
+    acc = np.zeros((multiplicity.shape[0], height, width), dtype=np.float64)
+    used = np.zeros(multiplicity.shape[0], dtype=np.int64)
+    chunks = attribution_masks(activations, representatives, ctx.size, ctx.batch.shape[0])
     for masks, kept, scores in ctx.score_masks(chunks):
-        rows = np.searchsorted(union, kept)
-        for t in range(member.shape[0]):
-            mine = member[t, rows]
+        rows = np.searchsorted(representatives, kept)
+        ctx.progress(int(kept.size))
+        for t in range(multiplicity.shape[0]):
+            counts = multiplicity[t, rows]
+            mine = counts > 0
             if mine.any():
-                core.accumulate_contributions(np.ascontiguousarray(masks[mine]), scores[mine, t], acc[t])
-                used[t] += int(mine.sum())
+                core.accumulate_contributions(np.ascontiguousarray(masks[mine]), scores[mine, t] * counts[mine], acc[t])
+                used[t] += int(counts[mine].sum())
     return acc, used
 
 
@@ -113,12 +121,13 @@ def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusio
     block_results = [block_maps(ctx, b, [s[b] for s in selections]) for b in range(len(taps))]
     results = []
     for t in range(len(ctx.targets)):
-        stack = np.stack([maps[t] for maps, _ in block_results])
+        stack = np.stack([maps[t] for maps, _, _ in block_results])
         results.append(MethodResult(
             saliency=fuse_block_maps(stack, gate=fusion),
             block_maps={tap.name: stack[b] for b, tap in enumerate(taps)},
             masks_selected={tap.name: int(selections[t][b].size) for b, tap in enumerate(taps)},
             masks_used={tap.name: int(block_results[b][1][t]) for b, tap in enumerate(taps)},
-            details={"positive_gradient_maps": {tap.name: positive[t][b] for b, tap in enumerate(taps)}},
+            details={"positive_gradient_maps": {tap.name: positive[t][b] for b, tap in enumerate(taps)},
+                     "duplicate_masks": {tap.name: int(block_results[b][2][t]) for b, tap in enumerate(taps)}},
         ))
     return results

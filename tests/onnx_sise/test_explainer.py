@@ -61,7 +61,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_masks(explainer: Explainer
     peaks = []
     for count in (64, 256):
         tracemalloc.start()
-        _, used = block_maps(ctx, 4, [order[:count]])
+        _, used, _ = block_maps(ctx, 4, [order[:count]])
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert used[0] == count

@@ -9,6 +9,7 @@ import pytest
 import reference
 
 from onnx_sise import Explainer
+from onnx_sise.methods.context import distinct_maps
 from onnx_sise.methods.sise import adaptive_threshold, select_adaptive
 
 
@@ -66,3 +67,24 @@ def test_two_targets_share_passes_and_give_the_same_maps(explainer: Explainer, p
         np.testing.assert_allclose(joint.saliency, single.saliency, atol=1e-5)
         for name in single.block_maps:
             np.testing.assert_allclose(joint.block_maps[name], single.block_maps[name], rtol=1e-5, atol=1e-9)
+
+
+def test_masks_that_several_maps_give_are_scored_once() -> None:
+    """Maps equal after min-max normalisation give one attribution mask (SISE eq. 7): one
+    representative, the others pointing at it; constant and non-finite maps give none."""
+    rng = np.random.default_rng(3)
+    maps = rng.normal(size=(7, 5, 6)).astype(np.float32)
+    maps[3] = 2.0 * maps[1]
+    maps[5] = maps[1]
+    maps[2] = 0.0
+    maps[6, 0, 0] = np.inf
+    representatives, group = distinct_maps(maps, np.arange(7))
+    assert representatives.tolist() == [0, 1, 4]
+    assert group.tolist() == [0, 1, -1, 1, 2, 1, -1]
+
+
+def test_duplicate_masks_count_in_the_mean_but_not_in_the_passes(explainer: Explainer, photos: Path) -> None:
+    result = explainer.explain(photos / "coffee.png", target=967)
+    duplicates = sum(result.details["duplicate_masks"].values())
+    assert duplicates > 0  # Lite0 has channels that are affine copies on this photo
+    assert result.passes == result.forward_passes == sum(result.masks_used.values()) - duplicates
