@@ -35,12 +35,17 @@ def run() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"(default: {','.join(METHODS)})")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    parser.add_argument("--photos", default=",".join(SOURCES), help="subset of the photos (default: all five)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "photos"
         photos.mkdir()
-        for name, source in SOURCES.items():
-            shutil.copy(source, photos / name)
+        chosen = [name for name in args.photos.split(",") if name]
+        for name in chosen:
+            shutil.copy(SOURCES[name], photos / name)
+        entries = json.loads((HERE / "real_photos.json").read_text())["images"]
+        annotations = Path(tmp) / "annotations.json"
+        annotations.write_text(json.dumps({"images": [e for e in entries if e["file"] in chosen]}))
         model = args.model
         if model is None:
             from onnx_sise_export import export_zoo
@@ -49,7 +54,7 @@ def run() -> None:
             export_zoo("efficientnet-lite0", str(model))
         out = Path(tmp) / "out"
         started = time.perf_counter()
-        argv = ["evaluate", str(model), "--images", str(photos), "--annotations", str(HERE / "real_photos.json"),
+        argv = ["evaluate", str(model), "--images", str(photos), "--annotations", str(annotations),
                 "--methods", args.methods, "--metrics", ",".join(METRICS), "--steps", str(args.steps), "--out", str(out)]
         if args.threads:
             argv += ["--threads", str(args.threads)]
@@ -58,7 +63,7 @@ def run() -> None:
             raise SystemExit(code)
         report = json.loads((out / "evaluation.json").read_text())
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores (shared with other jobs while measured); "
-              f"provider: CPUExecutionProvider (onnxruntime {ort.__version__}); 5 photos; "
+              f"provider: CPUExecutionProvider (onnxruntime {ort.__version__}); {len(chosen)} photos ({', '.join(chosen)}); "
               f"total {time.perf_counter() - started:.0f} s")
     command = " ".join(["python", "benchmarks/evaluate_refinements.py", *sys.argv[1:]])
     with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
