@@ -21,7 +21,7 @@ import matplotlib
 import onnxruntime as ort
 import skimage
 
-from onnx_sise.cli import METHOD_NAMES, METRIC_NAMES, main
+from onnx_sise.cli import BASE_METHOD_NAMES, METRIC_NAMES, main
 from onnx_sise.evaluate import table
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +54,7 @@ def run() -> None:
         out = Path(tmp) / "out"
         started = time.perf_counter()
         code = main(["evaluate", str(model), "--images", str(photos), "--annotations", str(HERE / "real_photos.json"),
-                     "--methods", ",".join(METHOD_NAMES), "--metrics", ",".join(METRIC_NAMES),
+                     "--methods", ",".join(BASE_METHOD_NAMES), "--metrics", ",".join(METRIC_NAMES),
                      "--steps", str(args.steps), "--rise-masks", str(args.rise_masks), "--out", str(out)])
         if code:
             raise SystemExit(code)

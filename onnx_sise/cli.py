@@ -15,7 +15,9 @@ from .model_info import OUTPUT_KINDS, ModelInfo
 
 EXIT_BAD_INPUT = 2
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
-METHOD_NAMES = ("sise", "ada-sise", "gradcam", "gradcam++", "wgradcam", "rise", "score-cam")
+BASE_METHOD_NAMES = ("sise", "ada-sise", "gradcam", "gradcam++", "wgradcam", "rise", "score-cam", "sigcam")
+METHOD_NAMES = BASE_METHOD_NAMES + tuple(f"ucag-{name}" for name in BASE_METHOD_NAMES)
+AOP_BASE_NAMES = ("wgradcam", "gradcam", "gradcam++", "none")
 METRIC_NAMES = ("ebpg", "miou", "bbox", "pointing", "drop", "increase", "deletion", "insertion")
 
 
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("images", type=Path, nargs="+", help="photos (PNG, JPEG, ...)")
     explain.add_argument("--out", type=Path, default=None, help="output directory (default: beside each image)")
     explain.add_argument("--method", choices=METHOD_NAMES, default="sise", help="explanation method (default: sise)")
+    explain.add_argument("--refine", choices=("none", "ucag"), default="none",
+                         help="refine the method's map: ucag explains overlapping patches and folds them back, "
+                              "--method gradcam --refine ucag = --method ucag-gradcam (default: none)")
     explain.add_argument("--mu", type=float, default=0.0, help="SISE feature-map threshold, eq. 7 (default: 0)")
     explain.add_argument("--target", type=class_ids, default=None,
                          help="class id(s) to explain, comma-separated, e.g. 967,968 (default: the top-1 class)")
@@ -44,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
     explain.add_argument("--cache-dir", type=Path, default=None,
                          help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
+    add_refinement_options(explain)
 
     evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -60,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--rise-masks", type=int, default=2000, help="RISE mask count (default: 2000)")
     evaluate.add_argument("--seed", type=int, default=0, help="RISE random seed (default: 0)")
     evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    add_refinement_options(evaluate)
     evaluate.add_argument("--out", type=Path, default=Path("."),
                           help="directory for evaluation.json and evaluation.csv (default: .)")
 
@@ -84,6 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
                                                    "(default: found automatically)")
     return parser
+
+
+def add_refinement_options(parser: argparse.ArgumentParser) -> None:
+    """SIGCAM (AOP paper) and UCAG options, with the papers' defaults."""
+    sig = parser.add_argument_group("SIGCAM / AOP (--method sigcam)")
+    sig.add_argument("--sigcam-base", choices=AOP_BASE_NAMES, default="wgradcam",
+                     help="activation map of the base mask; none = plain I-GOS (default: wgradcam)")
+    sig.add_argument("--sigcam-theta", type=float, default=0.7, help="eq. 5 filter threshold (default: 0.7)")
+    sig.add_argument("--sigcam-lambda", type=float, default=0.15, help="eq. 5 modulating factor (default: 0.15)")
+    sig.add_argument("--sigcam-iterations", type=int, default=15, help="I-GOS iterations (default: 15)")
+    sig.add_argument("--sigcam-warmup", type=int, default=5,
+                     help="first iterations against a light blur (default: 5)")
+    sig.add_argument("--sigcam-steps", type=int, default=20, help="integrated-gradient points (default: 20)")
+    sig.add_argument("--sigcam-l1", type=float, default=1.0, help="eq. 6 L1 weight (default: 1)")
+    sig.add_argument("--sigcam-tv", type=float, default=20.0, help="eq. 6 total-variation weight (default: 20)")
+    sig.add_argument("--sigcam-noise", type=float, default=0.045,
+                     help="integration noise std, fraction of the pixel range (default: 0.045)")
+    ucag = parser.add_argument_group("UCAG (--refine ucag, --method ucag-*)")
+    ucag.add_argument("--ucag-n", type=int, default=6, help="n x n patches (default: 6)")
+    ucag.add_argument("--ucag-rho", type=float, default=0.555, help="patch size / image size (default: 0.555)")
 
 
 def evaluate_doc() -> str:
@@ -128,7 +155,23 @@ def class_ids(text: str) -> list[int]:
 
 def method_options(args: argparse.Namespace) -> dict[str, object]:
     return {"mu": args.mu, "fusion": args.fusion, "layer": args.layer, "rise_masks": args.rise_masks,
-            "seed": args.seed}
+            "seed": args.seed, **refinement_options(args)}
+
+
+def refinement_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"sigcam_base": args.sigcam_base, "sigcam_theta": args.sigcam_theta, "sigcam_lambda": args.sigcam_lambda,
+            "sigcam_iterations": args.sigcam_iterations, "sigcam_warmup": args.sigcam_warmup,
+            "sigcam_steps": args.sigcam_steps, "sigcam_l1": args.sigcam_l1, "sigcam_tv": args.sigcam_tv,
+            "sigcam_noise": args.sigcam_noise, "ucag_n": args.ucag_n, "ucag_rho": args.ucag_rho}
+
+
+def chosen_method(args: argparse.Namespace) -> str:
+    """--method, or ucag-<method> with --refine ucag."""
+    if args.refine == "none":
+        return args.method
+    if args.method.startswith("ucag-"):
+        raise SiseError(f"--method {args.method} is already refined by UCAG: drop --refine or pick the plain method")
+    return f"ucag-{args.method}"
 
 
 def run_explain(args: argparse.Namespace) -> None:
@@ -138,6 +181,7 @@ def run_explain(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
+    method = chosen_method(args)
     for image in args.images:
         read_rgb(image)
     if args.out is not None:
@@ -150,10 +194,10 @@ def run_explain(args: argparse.Namespace) -> None:
         print(describe_input(explainer.info))
     for image in args.images:
         rgb = read_rgb(image)
-        results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=args.method,
+        results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=method,
                                             progress=sys.stderr.isatty() and not args.json, **method_options(args))
         for result in results:
-            suffix = args.method if len(results) == 1 else f"{args.method}.{result.target}"
+            suffix = method if len(results) == 1 else f"{method}.{result.target}"
             png_path, npy_path = output_paths(image, args.out, suffix)
             write_outputs(rgb, result.saliency, png_path, npy_path)
             if args.json:
@@ -184,7 +228,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     ensure_writable_dir(args.out)
     bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
     report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
-                      on_image=lambda label: bar(1), rise_masks=args.rise_masks, seed=args.seed)
+                      on_image=lambda label: bar(1), rise_masks=args.rise_masks, seed=args.seed,
+                      **refinement_options(args))
     bar.close()
     json_path, csv_path = write_report(report, args.metrics, args.out)
     print(table(report, args.metrics))

@@ -147,6 +147,8 @@ class Explainer:
             raise OptionError(f"mu must be >= 0 (SISE eq. 7), got {opts.mu}")
         if opts.rise_masks < 1:
             raise OptionError(f"rise_masks must be at least 1, got {opts.rise_masks}")
+        if opts.problems():
+            raise OptionError("; ".join(opts.problems()))
         started = time.perf_counter()
         x, photo_size = self.preprocess(image)
         scores = self.model.scores(x)

@@ -47,7 +47,9 @@ class Tap:
 
 @dataclass(frozen=True)
 class GraphNames:
-    """Tensor names of the two sub-graphs of an explainable ONNX."""
+    """Tensor names of the sub-graphs of an explainable ONNX: the gradient sub-graph
+    (batch 1), the scoring sub-graph (any batch) and the mask-gradient sub-graph of
+    SIGCAM (AOP eq. 6; fixed batch, absent from files exported before it existed)."""
 
     image: str = "image"
     target_weights: str = "target_weights"
@@ -56,6 +58,14 @@ class GraphNames:
     scores: str = "scores"
     masked_batch: str = "masked_batch"
     batch_scores: str = "batch_scores"
+    mask_switch: str = "mask/enabled"
+    mask_image: str = "mask/image"
+    mask_baseline: str = "mask/baseline"
+    masks: str = "mask/masks"
+    mask_noise: str = "mask/noise"
+    mask_target_weights: str = "mask/target_weights"
+    mask_scores: str = "mask/scores"
+    mask_gradients: str = "mask/gradients"
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,39 @@ class ExplainableModel:
         return scores[:, list(classes)]
 
 
+class MaskGradient:
+    """The mask-gradient sub-graph of SIGCAM (AOP eq. 6) in the model's session: a fixed
+    batch of masks (batch, mask_size, mask_size) per call."""
+
+    def __init__(self, model: ExplainableModel) -> None:
+        g = model.info.graph
+        shapes = {i.name: i.shape for i in [*model.session.get_inputs(), *model.session.get_overridable_initializers()]}
+        present = {o.name for o in model.session.get_outputs()}
+        if g.masks not in shapes or g.mask_gradients not in present:
+            raise ModelError(f"{model.path} has no mask-gradient sub-graph (SIGCAM needs it): export the model again "
+                             "with this version of onnx_sise")
+        self.model = model
+        self.batch, _, self.mask_size, _ = (int(d) for d in shapes[g.masks])
+
+    def __call__(self, image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, noise: np.ndarray | None,
+                 target_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores sum_c w_c Psi_c(I . up(M_b) + baseline . (1 - up(M_b)) + noise_b) (B,) and
+        their gradients with respect to the masks (B, m, m), for masks (B <= batch, m, m);
+        image and baseline without batch axis, noise (B, ...) or None."""
+        g = self.model.info.graph
+        count = masks.shape[0]
+        padded = np.zeros((self.batch, 1, self.mask_size, self.mask_size), np.float32)
+        padded[:count, 0] = masks
+        feeds = {g.mask_switch: np.array(True), g.mask_image: image[None], g.mask_baseline: baseline[None], g.masks: padded,
+                 g.mask_target_weights: target_weights[None].astype(np.float32)}
+        if noise is not None:
+            full = np.zeros((self.batch, *image.shape), np.float32)
+            full[:count] = noise
+            feeds[g.mask_noise] = full
+        scores, gradients = self.model.session.run([g.mask_scores, g.mask_gradients], feeds)
+        return scores[:count], gradients[:count, 0]
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

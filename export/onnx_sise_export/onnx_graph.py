@@ -115,3 +115,77 @@ def set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
             prop.value = value
             return
     model.metadata_props.add(key=key, value=value)
+
+
+def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inputs: list[tuple[str, tuple[int, ...]]],
+                 outputs: list[str], switch: str) -> onnx.ModelProto:
+    """`model` with the graph of `sub` added beside what it holds, behind a switch.
+
+    `sub`'s inputs are renamed to `inputs` (name, shape of its zero default initializer,
+    so that the rest of the model still runs without feeding them; a dimension where the
+    default has 1 becomes symbolic, the default broadcasting) and its outputs to
+    `outputs`; every other name gets `prefix`; weights equal to one of `model`'s are
+    stored once. onnxruntime runs every node of a graph on every call, whatever the
+    requested outputs, so the added nodes sit in the then-branch of an If on the bool
+    input `switch` (default false): unless it is fed true, the outputs are empty and the
+    added graph costs nothing."""
+    sub = onnx.inliner.inline_local_functions(sub)
+    g, s = model.graph, sub.graph
+    if len(s.input) != len(inputs) or len(s.output) != len(outputs):
+        raise ExportError(f"the {prefix} graph has {len(s.input)} inputs and {len(s.output)} outputs, "
+                          f"expected {len(inputs)} and {len(outputs)}")
+    existing = {_tensor_key(t): t.name for t in g.initializer}
+    mapping: dict[str, str] = {}
+    for tensor in s.initializer:
+        mapping[tensor.name] = existing.get(_tensor_key(tensor), f"{prefix}/{tensor.name}")
+    for node in s.node:
+        for name in node.output:
+            mapping.setdefault(name, f"{prefix}/{name}")
+    for value in s.value_info:
+        mapping.setdefault(value.name, f"{prefix}/{value.name}")
+    mapping.update({value.name: name for value, (name, _) in zip(s.input, inputs)})
+    mapping.update({value.name: f"{prefix}/branch/{name}" for value, name in zip(s.output, outputs)})
+    for node in s.node:
+        node.name = f"{prefix}/{node.name}"
+    _rename_everywhere(s, mapping)
+    for value, (name, shape) in zip(s.input, inputs):
+        for axis, (dim, size) in enumerate(zip(value.type.tensor_type.shape.dim, shape)):
+            if size == 1 and dim.dim_value != 1:
+                dim.dim_param = f"{name}_{axis}"
+    branch_outputs = []
+    empty_outputs = []
+    for value, name in zip(s.output, outputs):
+        elem = value.type.tensor_type.elem_type
+        rank = len(value.type.tensor_type.shape.dim)
+        branch_outputs.append(onnx.helper.make_tensor_value_info(value.name, elem, [None] * rank))
+        empty_shape = [0] + [d.dim_value for d in value.type.tensor_type.shape.dim][1:]
+        empty = np.zeros(empty_shape, dtype=onnx.helper.tensor_dtype_to_np_dtype(elem))
+        empty_outputs.append(onnx.helper.make_node("Constant", [], [f"{prefix}/empty/{name}"],
+                                                   value=numpy_helper.from_array(empty), name=f"{prefix}/empty/{name}"))
+    then_branch = onnx.helper.make_graph(list(s.node), f"{prefix}_on", [], branch_outputs, value_info=list(s.value_info))
+    else_branch = onnx.helper.make_graph(empty_outputs, f"{prefix}_off", [], [
+        onnx.helper.make_tensor_value_info(n.output[0], v.type.tensor_type.elem_type, [None] * len(v.type.tensor_type.shape.dim))
+        for n, v in zip(empty_outputs, s.output)])
+    gate = onnx.helper.make_node("If", [switch], list(outputs), then_branch=then_branch, else_branch=else_branch,
+                                 name=f"{prefix}/switch")
+    shared = {t.name for t in g.initializer}
+    opsets = {o.domain: o.version for o in model.opset_import}
+    for o in sub.opset_import:
+        if opsets.setdefault(o.domain, o.version) != o.version:
+            raise ExportError(f"the {prefix} graph uses a different opset for domain {o.domain!r}")
+    graph = onnx.helper.make_graph(
+        nodes=list(g.node) + [gate],
+        name=g.name,
+        inputs=list(g.input) + list(s.input) + [onnx.helper.make_tensor_value_info(switch, onnx.TensorProto.BOOL, [])],
+        outputs=list(g.output) + [onnx.helper.make_tensor_value_info(name, v.type.tensor_type.elem_type, None)
+                                  for name, v in zip(outputs, s.output)],
+        initializer=list(g.initializer) + [t for t in s.initializer if t.name not in shared] + [
+            _zeros_default(value, shape) for value, (_, shape) in zip(s.input, inputs)] + [
+            numpy_helper.from_array(np.array(False), name=switch)],
+        value_info=list(g.value_info),
+    )
+    joined = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
+    joined.ir_version = model.ir_version
+    joined.producer_name = model.producer_name
+    joined.metadata_props.extend(model.metadata_props)
+    return joined

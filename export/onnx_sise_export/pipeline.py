@@ -20,7 +20,8 @@ from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo, Tap
 
 from .gradient import explanation_function, score_head, trace_explanation
-from .onnx_graph import fold_constants, join_graphs, set_metadata
+from .mask_gradient import MASK_BATCH, MASK_SIZE, example_inputs, mask_objective, trace_mask_gradient
+from .onnx_graph import attach_graph, fold_constants, join_graphs, set_metadata
 from .taps import TapCapture, TapSite, find_taps, taps_from_names
 
 log = logging.getLogger("onnx_sise.export")
@@ -121,10 +122,51 @@ def export_explainable(
                      taps=tuple(taps), labels=tuple(labels))
     joined = join_graphs(gradient_proto, scoring_proto, [t.name for t in taps], tuple(image.shape), num_classes,
                          info.graph)
-    info = replace(info, verification=_verify(joined, model, sites, info, image))
+    joined = _attach_mask_gradient(joined, model, info, image)
+    info = replace(info, verification={**_verify(joined, model, sites, info, image),
+                                       **_verify_mask_gradient(joined, model, info, image)})
     set_metadata(joined, METADATA_KEY, info.to_json())
     write_atomically(Path(path), joined.SerializeToString())
     return info
+
+
+def _attach_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: ModelInfo,
+                          image: torch.Tensor) -> onnx.ModelProto:
+    """The SIGCAM mask-gradient sub-graph (mask_gradient.py) added to `joined`."""
+    traced = trace_mask_gradient(model, info.input, info.output_kind, image, info.num_classes)
+    proto = _quiet_export(traced, example_inputs(image, info.num_classes))
+    g = info.graph
+    noise_shape = (1, *image.shape[1:])  # broadcast: no noise unless fed
+    return attach_graph(joined, proto, "mask", [
+        (g.mask_image, tuple(image.shape)), (g.mask_baseline, tuple(image.shape)),
+        (g.masks, (MASK_BATCH, 1, MASK_SIZE, MASK_SIZE)), (g.mask_noise, noise_shape),
+        (g.mask_target_weights, (1, info.num_classes)),
+    ], [g.mask_scores, g.mask_gradients], g.mask_switch)
+
+
+def _verify_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: ModelInfo,
+                          image: torch.Tensor) -> dict[str, float]:
+    """Mask scores and d score / d mask in onnxruntime against eager torch autograd."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(joined.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    image, baseline, masks, noise, weights = example_inputs(image, info.num_classes)
+    with torch.no_grad():
+        top = int(model(image).argmax())
+    weights = torch.zeros_like(weights)
+    weights[0, top] = 1.0
+    scores, gradient = mask_objective(model, info.input, info.output_kind)(
+        image, baseline, masks.clone().requires_grad_(True), noise, weights)
+    g = info.graph
+    actual = session.run([g.mask_scores, g.mask_gradients], {
+        g.mask_switch: np.array(True), g.mask_image: image.numpy(), g.mask_baseline: baseline.numpy(), g.masks: masks.numpy(),
+        g.mask_noise: noise.numpy(), g.mask_target_weights: weights.numpy()})
+    report = {"mask_scores": _relative_error(actual[0], scores.detach().numpy()),
+              "mask_gradients": _relative_l2(actual[1], gradient.numpy())}
+    if report["mask_scores"] > SCORE_TOLERANCE or report["mask_gradients"] > GRADIENT_L2_TOLERANCE:
+        raise ExportError(f"onnxruntime mask gradients differ from torch autograd by {report}: "
+                          "the export is not faithful")
+    return report
 
 
 def _describe_taps(model: nn.Module, sites: Sequence[TapSite], image: torch.Tensor) -> list[Tap]:

@@ -135,3 +135,25 @@ def test_two_targets_share_passes_from_the_shell(lite0_path: Path, photos: Path,
 def test_target_and_top_k_together_are_refused(lite0_path: Path, photos: Path, out_dir: Path) -> None:
     done = run_cli("explain", lite0_path, photos / "coffee.png", "--target", "967", "--top-k", "2", "--out", out_dir)
     _assert_refused(done, "not both", out_dir)
+
+
+def test_method_names_are_the_registry() -> None:
+    from onnx_sise.cli import METHOD_NAMES
+    from onnx_sise.methods import METHODS
+
+    assert METHOD_NAMES == tuple(METHODS)
+
+
+def test_refine_ucag_from_the_shell_without_torch(lite0_path: Path, photos: Path, tmp_path: Path, out_dir: Path) -> None:
+    done = run_cli("explain", lite0_path, photos / "coffee.png", "--method", "gradcam", "--refine", "ucag",
+                   "--ucag-n", "3", "--out", tmp_path / "first", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["method"] == "ucag-gradcam" and summary["patches"] == 9
+    assert {p.name for p in (tmp_path / "first").iterdir()} == {"coffee.ucag-gradcam.png", "coffee.ucag-gradcam.npy"}
+    twice = run_cli("explain", lite0_path, photos / "coffee.png", "--method", "ucag-gradcam", "--refine", "ucag",
+                    "--out", out_dir)
+    _assert_refused(twice, "already refined", out_dir)
+    bad = run_cli("explain", lite0_path, photos / "coffee.png", "--method", "sigcam", "--sigcam-lambda", "2",
+                  "--out", out_dir)
+    _assert_refused(bad, "sigcam_lambda", out_dir)
