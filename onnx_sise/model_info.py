@@ -58,6 +58,7 @@ class GraphNames:
     scores: str = "scores"
     masked_batch: str = "masked_batch"
     batch_scores: str = "batch_scores"
+    gradient_switch: str = "gradient/enabled"
     mask_switch: str = "mask/enabled"
     mask_image: str = "mask/image"
     mask_baseline: str = "mask/baseline"

@@ -63,6 +63,8 @@ class ExplainableModel:
             )
         self.info = ModelInfo.from_json(metadata[METADATA_KEY])
         self._check_outputs()
+        switch = self.info.graph.gradient_switch
+        self._gradient_switch = {switch: np.array(True)} if switch in self._feeds() else {}
         self.scoring_session = self.session
         self.scoring_precision = "fp32"
         self.cuda_graph = False
@@ -102,16 +104,19 @@ class ExplainableModel:
         wanted = [g.logits, g.scores, g.batch_scores]
         wanted += [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
         missing = [name for name in wanted if name not in present]
-        feeds = {i.name for i in self.session.get_inputs()} | {i.name for i in self.session.get_overridable_initializers()}
+        feeds = self._feeds()
         missing += [name for name in (g.image, g.target_weights, g.logit_weights, g.masked_batch) if name not in feeds]
         if missing:
             raise ModelError(f"{self.path} lacks the tensors {', '.join(missing[:3])}: export the model again "
                              "with this version of onnx_sise")
 
+    def _feeds(self) -> set[str]:
+        return {i.name for i in self.session.get_inputs()} | {i.name for i in self.session.get_overridable_initializers()}
+
     def scores(self, image: np.ndarray) -> np.ndarray:
         """Psi for every class, (classes,), of one preprocessed image without batch axis."""
         g = self.info.graph
-        (scores,) = self.session.run([g.scores], {g.image: image[None]})
+        (scores,) = self.session.run([g.batch_scores], {g.masked_batch: image[None]})
         return scores[0]
 
     def block_features(self, image: np.ndarray, target_weights: np.ndarray,
@@ -120,7 +125,7 @@ class ExplainableModel:
         target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
         g = self.info.graph
         names = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
-        feeds = {g.image: image[None], g.target_weights: target_weights[None]}
+        feeds = {g.image: image[None], g.target_weights: target_weights[None], **self._gradient_switch}
         if logit_weights is not None:
             feeds[g.logit_weights] = logit_weights[None]
         outputs = self.session.run(names, feeds)

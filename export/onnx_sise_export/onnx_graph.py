@@ -1,5 +1,5 @@
-"""Joining the gradient graph (batch 1) and the plain scoring graph (dynamic batch)
-into one explainable ONNX that shares its weights.
+"""Joining the plain scoring graph (dynamic batch), the gradient graph (batch 1) and
+the mask-gradient graph into one explainable ONNX that shares its weights.
 
 Both sub-graphs' inputs become graph inputs with zero-valued default initializers, so
 onnxruntime runs either one alone: it computes only what the requested outputs need,
@@ -49,64 +49,37 @@ def _zeros_default(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> onnx.T
     return numpy_helper.from_array(np.zeros(shape, dtype=dtype), name=value.name)
 
 
-def join_graphs(gradient: onnx.ModelProto, scoring: onnx.ModelProto, tap_names: list[str],
-                image_shape: tuple[int, ...], num_classes: int, names: GraphNames) -> onnx.ModelProto:
-    """One model: gradient outputs (logits, scores, activations, gradients) and
-    batch_scores, with weights stored once."""
-    gradient = onnx.inliner.inline_local_functions(gradient)
+def scoring_model(scoring: onnx.ModelProto, image_shape: tuple[int, ...], names: GraphNames) -> onnx.ModelProto:
+    """The scoring graph (dynamic batch) with its input and output named as in `names`
+    and a zero default for its input, the base the other sub-graphs are attached to."""
     scoring = onnx.inliner.inline_local_functions(scoring)
-    g, s = gradient.graph, scoring.graph
-    if len(g.input) != 3 or len(s.input) != 1:
-        raise ExportError("unexpected exported graph inputs: expected (image, target_weights, logit_weights) "
-                          "and (images)")
-    expected_outputs = 2 + 2 * len(tap_names)
-    if len(g.output) != expected_outputs:
-        raise ExportError(f"the gradient graph has {len(g.output)} outputs, expected {expected_outputs}")
-    activation_names = [f"activation/{t}" for t in tap_names]
-    gradient_names = [f"gradient/{t}" for t in tap_names]
-    _rename_everywhere(g, {
-        g.input[0].name: names.image, g.input[1].name: names.target_weights, g.input[2].name: names.logit_weights,
-        **dict(zip([o.name for o in g.output], [names.logits, names.scores, *activation_names, *gradient_names])),
-    })
-
-    existing = {_tensor_key(t): t.name for t in g.initializer}
-    mapping: dict[str, str] = {}
-    for tensor in s.initializer:
-        mapping[tensor.name] = existing.get(_tensor_key(tensor), f"scoring/{tensor.name}")
-    for node in s.node:
-        for name in node.output:
-            mapping.setdefault(name, f"scoring/{name}")
-    for value in s.value_info:
-        mapping.setdefault(value.name, f"scoring/{value.name}")
-    mapping[s.input[0].name] = names.masked_batch
-    mapping[s.output[0].name] = names.batch_scores
+    s = scoring.graph
+    if len(s.input) != 1 or len(s.output) != 1:
+        raise ExportError(f"the scoring graph has {len(s.input)} inputs and {len(s.output)} outputs, expected 1 and 1")
+    _rename_everywhere(s, {s.input[0].name: names.masked_batch, s.output[0].name: names.batch_scores})
     for node in s.node:
         node.name = f"scoring/{node.name}"
-    _rename_everywhere(s, mapping)
+    s.initializer.append(_zeros_default(s.input[0], image_shape))
+    s.name = "onnx_sise_explainable"
+    scoring.ir_version = min(scoring.ir_version, 10)
+    scoring.producer_name = "onnx_sise"
+    return scoring
 
-    shared = {t.name for t in g.initializer}
-    new_initializers = [t for t in s.initializer if t.name not in shared]
-    graph = onnx.helper.make_graph(
-        nodes=list(g.node) + list(s.node),
-        name="onnx_sise_explainable",
-        inputs=[g.input[0], g.input[1], g.input[2], s.input[0]],
-        outputs=list(g.output) + list(s.output),
-        initializer=list(g.initializer) + new_initializers + [
-            _zeros_default(g.input[0], image_shape),
-            _zeros_default(g.input[1], (1, num_classes)),
-            _zeros_default(g.input[2], (1, num_classes)),
-            _zeros_default(s.input[0], image_shape),
-        ],
-        value_info=list(g.value_info) + list(s.value_info),
-    )
-    opsets = {o.domain: o.version for o in gradient.opset_import}
-    for o in scoring.opset_import:
-        if opsets.setdefault(o.domain, o.version) != o.version:
-            raise ExportError(f"the two exported graphs use different opsets for domain {o.domain!r}")
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
-    model.ir_version = min(gradient.ir_version, 10)
-    model.producer_name = "onnx_sise"
-    return model
+
+def attach_gradient(model: onnx.ModelProto, gradient: onnx.ModelProto, tap_names: list[str],
+                    image_shape: tuple[int, ...], num_classes: int, names: GraphNames) -> onnx.ModelProto:
+    """`model` with the gradient graph (logits, scores, activations, gradients of each tap)
+    behind the switch `names.gradient_switch`, so that masked passes do not run it."""
+    if len(gradient.graph.input) != 3:
+        raise ExportError("unexpected gradient graph inputs: expected (image, target_weights, logit_weights)")
+    expected_outputs = 2 + 2 * len(tap_names)
+    if len(gradient.graph.output) != expected_outputs:
+        raise ExportError(f"the gradient graph has {len(gradient.graph.output)} outputs, expected {expected_outputs}")
+    outputs = [names.logits, names.scores, *[f"activation/{t}" for t in tap_names],
+               *[f"gradient/{t}" for t in tap_names]]
+    return attach_graph(model, gradient, "gradient", [
+        (names.image, image_shape), (names.target_weights, (1, num_classes)), (names.logit_weights, (1, num_classes)),
+    ], outputs, names.gradient_switch)
 
 
 def set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:

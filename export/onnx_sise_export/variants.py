@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx.utils
 
 from onnx_sise.errors import ExportError, ModelError
 from onnx_sise.image_io import write_atomically
@@ -28,22 +27,27 @@ from .onnx_graph import fold_constants, set_metadata
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def _scoring_graph(sise_path: Path, workdir: Path) -> tuple[onnx.ModelProto, ModelInfo]:
-    model = onnx.load(str(sise_path), load_external_data=False)
+def _scoring_graph(sise_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
+    """The top level of an explainable ONNX without its switched sub-graphs (the If
+    nodes): the scoring graph, masked_batch in, batch_scores out."""
+    model = onnx.load(str(sise_path))
     metadata = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in metadata:
         raise ModelError(f"{sise_path} is not an explainable ONNX: export it first")
     info = ModelInfo.from_json(metadata[METADATA_KEY])
     g = info.graph
-    extracted = workdir / "scoring.onnx"
-    onnx.utils.extract_model(str(sise_path), str(extracted), [g.masked_batch], [g.batch_scores])
-    scoring = onnx.load(str(extracted))
-    batch_input = next(i for i in model.graph.input if i.name == g.masked_batch)
-    defaults = [i for i in scoring.graph.initializer if i.name == g.masked_batch]
-    for default in defaults:  # the joined model's zero default: a real input here
-        scoring.graph.initializer.remove(default)
-    if not any(i.name == g.masked_batch for i in scoring.graph.input):
-        scoring.graph.input.append(batch_input)
+    nodes = [n for n in model.graph.node if n.op_type != "If"]
+    used = {name for n in nodes for name in n.input}
+    graph = onnx.helper.make_graph(
+        nodes, "onnx_sise_scoring",
+        [i for i in model.graph.input if i.name == g.masked_batch],
+        [o for o in model.graph.output if o.name == g.batch_scores],
+        initializer=[t for t in model.graph.initializer if t.name in used and t.name != g.masked_batch],
+    )
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ModelError(f"{sise_path} has no scoring sub-graph: export it again with this version of onnx_sise")
+    scoring = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    scoring.ir_version = model.ir_version
     return fold_constants(scoring), info
 
 
@@ -55,8 +59,8 @@ def write_scoring_variant(sise_path: str | os.PathLike[str], out_path: str | os.
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     sise_path = Path(sise_path)
+    scoring, info = _scoring_graph(sise_path)
     with tempfile.TemporaryDirectory() as tmp:
-        scoring, info = _scoring_graph(sise_path, Path(tmp))
         if precision == "fp32":
             variant = scoring
         elif precision == "fp16":

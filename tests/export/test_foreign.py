@@ -49,7 +49,7 @@ def test_prepared_model_scores_and_gradients_match_the_original(tmp_path: Path, 
     (raw,) = original.run(None, {"image": batch})
     (psi,) = prepared.run(["batch_scores"], {"masked_batch": batch})
     np.testing.assert_allclose(psi, raw if spec.get("softmax") else _softmax(raw), rtol=1e-5, atol=1e-7)
-    (logits,) = prepared.run(["logits"], {"image": batch[:1]})
+    (logits,) = prepared.run(["logits"], {"image": batch[:1], "gradient/enabled": np.array(True)})
     np.testing.assert_allclose(logits, raw[:1], rtol=1e-5, atol=1e-6)
 
     # d Psi_c / d(last tap) against central finite differences of the original graph cut at that tap.
@@ -57,7 +57,8 @@ def test_prepared_model_scores_and_gradients_match_the_original(tmp_path: Path, 
     weights = np.zeros((1, CLASSES), np.float32)
     weights[0, target] = 1
     activation, gradient = prepared.run(["activation/block2", "gradient/block2"],
-                                        {"image": batch[:1], "target_weights": weights})
+                                        {"image": batch[:1], "target_weights": weights,
+                                         "gradient/enabled": np.array(True)})
     head = _cut_at(source, tmp_path, "r2")
     directions = np.random.default_rng(2).normal(size=(3, *activation.shape)).astype(np.float32)
     eps = 1e-2

@@ -27,7 +27,7 @@ def _run_gradient_graph(path: Path, x: np.ndarray, target: int, num_taps: int):
     weights = np.zeros((1, 1000), np.float32)
     weights[0, target] = 1
     names = ["scores"] + [f"activation/block{i}" for i in range(num_taps)] + [f"gradient/block{i}" for i in range(num_taps)]
-    out = session.run(names, {"image": x[None], "target_weights": weights})
+    out = session.run(names, {"image": x[None], "target_weights": weights, "gradient/enabled": np.array(True)})
     return out[0][0], [a[0] for a in out[1:1 + num_taps]], [g[0] for g in out[1 + num_taps:]]
 
 
@@ -91,7 +91,7 @@ def test_maxpool_and_residual_gradients_match_autograd(tmp_path: Path) -> None:
     session = ort.InferenceSession(str(tmp_path / "mini.sise.onnx"), providers=["CPUExecutionProvider"])
     weights = np.zeros((1, 10), np.float32)
     weights[0, target] = 1
-    grads = session.run([t.gradient_output for t in info.taps], {"image": x[None], "target_weights": weights})
+    grads = session.run([t.gradient_output for t in info.taps], {"image": x[None], "target_weights": weights, "gradient/enabled": np.array(True)})
     image = torch.from_numpy(x[None])
     stem = model.stem(image).requires_grad_(True)
     pooled = model.maxpool(stem)

@@ -46,7 +46,8 @@ def test_scores_are_psi_of_the_declared_kind(tmp_path: Path, head: str, kind: st
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-7)
     weights = np.zeros((1, 5), np.float32)
     weights[0, 2] = 1
-    (gradient,) = session.run(["gradient/block0"], {"image": x[:1].numpy(), "target_weights": weights})
+    (gradient,) = session.run(["gradient/block0"], {"image": x[:1].numpy(), "target_weights": weights,
+                                               "gradient/enabled": np.array(True)})
     features = torch.relu(model.conv(x[:1])).requires_grad_(True)
     logits = model.fc(torch.flatten(model.pool(features), 1))
     out = psi(torch.softmax(logits, 1) if head == "softmax" else logits)
