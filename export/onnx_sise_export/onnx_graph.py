@@ -1,9 +1,11 @@
 """Joining the plain scoring graph (dynamic batch), the gradient graph (batch 1) and
 the mask-gradient graph into one explainable ONNX that shares its weights.
 
-Both sub-graphs' inputs become graph inputs with zero-valued default initializers, so
-onnxruntime runs either one alone: it computes only what the requested outputs need,
-and an input with a default needs no feed.
+Every sub-graph's inputs become graph inputs with zero-valued default initializers, so
+an input with a default needs no feed. onnxruntime runs every node of a graph on every
+call, whatever the requested outputs, so the gradient and mask-gradient graphs sit in
+the then-branch of an If on a bool switch input (default false): a masked pass runs the
+scoring graph alone, and the gradient call feeds `gradient/enabled` = true.
 """
 
 from __future__ import annotations
