@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ModelError, PlainModelError
+from .model_files import open_session
 from .model_info import METADATA_KEY, ModelInfo
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -35,27 +36,35 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 
 
 class ExplainableModel:
-    """An explainable ONNX loaded in onnxruntime, with its metadata validated."""
+    """An explainable ONNX loaded in onnxruntime, with its metadata validated.
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
+    `path` is the model file or its bytes. `options` and `providers` (as
+    onnxruntime takes them, names or (name, options) pairs) replace the ones made from
+    `provider` and `threads`. One session serves every thread: onnxruntime's run() is
+    thread-safe, and nothing here changes after construction."""
+
+    def __init__(self, path: str | os.PathLike[str] | bytes, provider: str = "cpu", threads: int | None = None, *,
+                 options: ort.SessionOptions | None = None,
+                 providers: Sequence[str | tuple[str, dict]] | None = None) -> None:
+        in_memory = isinstance(path, (bytes, bytearray, memoryview))
+        self.path = None if in_memory else Path(path)
+        self.source = "the model bytes" if in_memory else str(self.path)
+        if self.path is not None and not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}" if not self.path.exists()
                              else f"{self.path} is not a file")
-        if provider not in PROVIDERS:
-            raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
-        if PROVIDERS[provider] not in ort.get_available_providers():
-            raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
-        try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                                providers=[PROVIDERS[provider]])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ModelError(f"{self.path} is not a loadable ONNX model ({_first_line(exc)})") from None
+        if providers is None:
+            if provider not in PROVIDERS:
+                raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+            if PROVIDERS[provider] not in ort.get_available_providers():
+                raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
+            providers = [PROVIDERS[provider]]
+        self.session = open_session(bytes(path) if in_memory else self.path, self.source,
+                                    options or session_options(threads), providers)
         self.provider = provider
         metadata = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in metadata:
             raise PlainModelError(
-                f"{self.path} is a plain ONNX model, not an explainable one: "
+                f"{self.source} is a plain ONNX model, not an explainable one: "
                 f"export it first with `python -m onnx_sise export` (see README)"
             )
         self.info = ModelInfo.from_json(metadata[METADATA_KEY])
@@ -70,7 +79,7 @@ class ExplainableModel:
         feeds = {i.name for i in self.session.get_inputs()} | {i.name for i in self.session.get_overridable_initializers()}
         missing += [name for name in (g.image, g.target_weights, g.logit_weights, g.masked_batch) if name not in feeds]
         if missing:
-            raise ModelError(f"{self.path} lacks the tensors {', '.join(missing[:3])}: export the model again "
+            raise ModelError(f"{self.source} lacks the tensors {', '.join(missing[:3])}: export the model again "
                              "with this version of onnx_sise")
 
     def scores(self, image: np.ndarray) -> np.ndarray:
@@ -97,8 +106,3 @@ class ExplainableModel:
         g = self.info.graph
         (scores,) = self.session.run([g.batch_scores], {g.masked_batch: batch})
         return scores[:, list(classes)]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
