@@ -107,6 +107,9 @@ class Explainer:
                  providers: Sequence[str | tuple[str, dict]] | None = None, max_pixels: int = MAX_PIXELS) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise OptionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                    or threads < 0):
+            raise OptionError(f"threads must be a positive integer (or None: onnxruntime's choice), got {threads!r}")
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
             raise OptionError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
         self.prepared: Prepared | None = None
