@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import zlib
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ from .model_info import InputSpec
 # Decoded images above this many pixels are refused before decoding (a 16384 x 16384
 # photo passes; a small PNG that declares 100000 x 100000 pixels does not).
 MAX_PIXELS = 1 << 28
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -48,6 +50,9 @@ def decode_rgb(data: bytes | bytearray | memoryview | np.ndarray, name: str = "t
     if declared is not None and declared[0] * declared[1] > max_pixels:
         raise ImageError(f"{name} declares {declared[1]} x {declared[0]} pixels, more than the limit of "
                          f"{max_pixels}: resize it first (or raise max_pixels)")
+    damage = png_damage(buffer)
+    if damage is not None:
+        raise ImageError(f"cannot decode {name} as an image: the PNG {damage}")
     decoded = _decode_quietly(buffer)
     if decoded is None:
         raise ImageError(f"cannot decode {name} as an image: the file is corrupt or not PNG/JPEG/BMP/TIFF/WebP")
@@ -63,7 +68,7 @@ def declared_size(data: np.ndarray) -> tuple[int, int] | None:
     """(height, width) a PNG or JPEG header declares, read without decoding; None for
     other formats or a header too short to say."""
     head = data[:32].tobytes()
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24 and head[12:16] == b"IHDR":
+    if head.startswith(PNG_SIGNATURE) and len(head) >= 24 and head[12:16] == b"IHDR":
         return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
     if not head.startswith(b"\xff\xd8"):
         return None
@@ -82,6 +87,27 @@ def declared_size(data: np.ndarray) -> tuple[int, int] | None:
             continue
         i += 2 + (int(raw[i + 2]) << 8 | int(raw[i + 3]))
     return None
+
+
+def png_damage(data: np.ndarray) -> str | None:
+    """What is wrong with a PNG's chunk structure (a truncated chunk, a failed CRC, no
+    IEND), or None (also for other formats). libpng would print its own complaint on
+    stderr, past OpenCV's log level, before failing: such files never reach it."""
+    if data[:8].tobytes() != PNG_SIGNATURE:
+        return None
+    raw, i = memoryview(data), 8
+    while i + 12 <= len(raw):
+        length = int.from_bytes(raw[i:i + 4], "big")
+        kind = bytes(raw[i + 4:i + 8])
+        end = i + 8 + length
+        if end + 4 > len(raw):
+            return f"is truncated inside its {kind.decode('latin-1')!r} chunk"
+        if zlib.crc32(raw[i + 4:end]) != int.from_bytes(raw[end:end + 4], "big"):
+            return f"chunk {kind.decode('latin-1')!r} fails its CRC check: the file is corrupt"
+        if kind == b"IEND":
+            return None
+        i = end + 4
+    return "is truncated: it has no IEND chunk"
 
 
 _quiet_lock = threading.Lock()
