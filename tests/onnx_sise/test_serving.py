@@ -157,10 +157,11 @@ def test_every_input_kind_gives_the_same_map(explainer: Explainer, photos: Path)
 
 
 def test_models_from_bytes_and_beside_an_existing_session(explainer: Explainer, lite0_path: Path,
-                                                          photo_arrays: dict[str, np.ndarray]) -> None:
+                                                          photo_arrays: dict[str, np.ndarray], tmp_path: Path) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.enable_profiling = True  # must not be copied: profiling writes files
+    options.profile_file_prefix = str(tmp_path / "theirs")
     theirs = ort.InferenceSession(str(lite0_path), options, providers=["CPUExecutionProvider"])
     beside = Explainer.from_session_config(theirs, lite0_path, batch_size=8)
     copied = beside.model.session.get_session_options()
@@ -172,6 +173,7 @@ def test_models_from_bytes_and_beside_an_existing_session(explainer: Explainer, 
     np.testing.assert_allclose(beside.explain(photo_arrays["coffee"], method="gradcam").saliency,
                                explainer.explain(photo_arrays["coffee"], method="gradcam").saliency, atol=1e-4)
     theirs.end_profiling()
+    assert [p.name.startswith("theirs") for p in tmp_path.iterdir()] == [True], "only their session profiles"
 
 
 def test_explaining_writes_no_file_and_prints_nothing(explainer: Explainer, photos: Path, tmp_path: Path,
