@@ -8,12 +8,30 @@ from pkgutil import extend_path
 # installed copy: look there too.
 __path__ = extend_path(__path__, __name__)
 
-from .errors import ExportError, ImageError, ModelError, OptionError, OutputError, SiseError, TargetError
+import logging
+
+from .cancel import CancelToken
+from .errors import (
+    CancelledError,
+    ExportError,
+    ImageError,
+    ModelError,
+    OptionError,
+    OutputError,
+    PlainModelError,
+    SiseError,
+    TargetError,
+    TimeLimitError,
+)
 from .explainer import Explainer, Explanation
 from .model_info import InputSpec, ModelInfo, Tap
 
+# A library logs, the application decides where to: nothing reaches stderr unless it asks.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
-    "Explainer", "Explanation", "ExportError", "ImageError", "InputSpec", "ModelError", "ModelInfo",
-    "OptionError", "OutputError", "SiseError", "Tap", "TargetError",
+    "CancelToken", "CancelledError", "Explainer", "Explanation", "ExportError", "ImageError", "InputSpec",
+    "ModelError", "ModelInfo", "OptionError", "OutputError", "PlainModelError", "SiseError", "Tap", "TargetError",
+    "TimeLimitError",
 ]
 __version__ = "0.1.0"

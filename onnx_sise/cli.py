@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Otsu gate of the fusion cascade (default: hard, as in the paper)")
     explain.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
     explain.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    explain.add_argument("--max-seconds", type=float, default=None,
+                         help="stop an image's explanation after this many seconds, exit code 2 (default: no limit)")
     explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
     explain.add_argument("--cache-dir", type=Path, default=None,
                          help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
@@ -182,6 +184,8 @@ def run_explain(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
     method = chosen_method(args)
+    if args.threads is not None and args.threads < 1:
+        raise SiseError(f"--threads must be at least 1, got {args.threads}")
     for image in args.images:
         read_rgb(image)
     if args.out is not None:
@@ -195,7 +199,8 @@ def run_explain(args: argparse.Namespace) -> None:
     for image in args.images:
         rgb = read_rgb(image)
         results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=method,
-                                            progress=sys.stderr.isatty() and not args.json, **method_options(args))
+                                            progress=sys.stderr.isatty() and not args.json,
+                                            max_seconds=args.max_seconds, **method_options(args))
         for result in results:
             suffix = method if len(results) == 1 else f"{method}.{result.target}"
             png_path, npy_path = output_paths(image, args.out, suffix)

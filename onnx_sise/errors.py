@@ -32,3 +32,11 @@ class OutputError(SiseError):
 
 class OptionError(SiseError, ValueError):
     """A method option is out of its domain (an unknown method, layer or rule)."""
+
+
+class CancelledError(SiseError):
+    """An explanation was cancelled from another thread (CancelToken.cancel)."""
+
+
+class TimeLimitError(CancelledError):
+    """An explanation ran past its max_seconds."""

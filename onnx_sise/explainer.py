@@ -1,8 +1,17 @@
 """`Explainer`: owns the onnxruntime session, the preprocessing and target choice, and
-runs an explanation method (onnx_sise.methods) over them."""
+runs an explanation method (onnx_sise.methods) over them.
+
+Concurrency: one Explainer may be used from any number of threads at once. It holds
+only what does not change after construction (the onnxruntime session, whose run() is
+thread-safe, and the model's metadata); every call makes its own Context: its own
+masked-batch buffer, feature cache, pass counter and prefetch worker.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -10,22 +19,29 @@ from dataclasses import dataclass, field, replace
 from typing import Union
 
 import numpy as np
+import onnxruntime as ort
 
 from . import core
 from .bound_scoring import BoundScoring
-from .errors import ImageError, OptionError, PlainModelError, TargetError
+from .cancel import Cancellation, CancelToken
+from .errors import ModelError, OptionError, PlainModelError, TargetError
 from .fusion import GATES
-from .image_io import read_rgb, to_model_input
+from .image_io import MAX_PIXELS
+from .image_sources import ImageSource, model_input
 from .methods import METHODS, Context, MethodOptions
 from .methods.context import no_progress
+from .model_files import copied_session_options, providers_of
 from .model_info import ModelInfo
 from .prepare import Prepared, prepared_model
 from .progress import ProgressBar
 from .session import ExplainableModel
 
-ImageLike = Union[str, os.PathLike, np.ndarray]
+ImageLike = ImageSource
+ModelSource = Union[str, os.PathLike, bytes]
 DEFAULT_BATCH_SIZE = 32
+ADA_RULES = ("otsu", "paper")
 BOUND_METHODS = ("sise", "ada-sise")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,20 +87,25 @@ class Explainer:
     """Explains an explainable ONNX's predictions.
 
     Args:
-        path: the `*.sise.onnx` written by `python -m onnx_sise export`.
+        model: the `*.sise.onnx` written by `python -m onnx_sise export`, its path or its
+            bytes; or a plain ONNX classifier (see `prepare`).
         provider: "cpu", or "cuda" with onnxruntime-gpu.
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
-        batch_size: masked inputs per forward pass.
+        batch_size: masked inputs per forward pass; it bounds the memory of the masked
+            passes (batch_size x the model's input), whatever the number of masks.
         prepare: a plain ONNX classifier is prepared into an explainable one (needs the
             export extras the first time) and cached in `cache_dir` (default
             $ONNX_SISE_CACHE or ~/.cache/onnx_sise); `self.prepared` says which file and
-            whether it came from the cache.
+            whether it came from the cache. This cache is the only file an Explainer writes.
         prefetch: make the next batch of masks in a worker thread while onnxruntime
             runs the current one (benchmarks/RESULTS.md has its measured effect).
+        session_options, providers: onnxruntime's own settings, used instead of
+            `provider` and `threads` (see also `from_session_config`).
+        max_pixels: larger photos are refused before decoding.
         io_binding: SISE's masks, masked batches and scores stay in buffers of the
             compiled core that onnxruntime reads and writes in place (IO binding); on
             the GPU nothing but the target scores crosses to the host. Default: on with
-            provider="cuda", off on the CPU (where it measures no faster, RESULTS.md).
+            the CUDA provider, off on the CPU (where it measures no faster, RESULTS.md).
         scoring_model: an fp32, fp16 or int8 copy of the masked-pass sub-graph
             (onnx_sise_export.write_scoring_variant) that runs the masked passes.
         cuda_graph: replay the masked pass as a CUDA graph (provider="cuda" and a
@@ -92,76 +113,97 @@ class Explainer:
         fixed_batch: every IO-bound pass runs batch_size rows, the last chunk padded.
     """
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
+    def __init__(self, model: ModelSource, provider: str = "cpu", threads: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, *, prepare: bool = True,
                  cache_dir: str | os.PathLike[str] | None = None, prefetch: bool = True,
+                 session_options: ort.SessionOptions | None = None,
+                 providers: Sequence[str | tuple[str, dict]] | None = None, max_pixels: int = MAX_PIXELS,
                  io_binding: bool | None = None, scoring_model: str | os.PathLike[str] | None = None,
                  cuda_graph: bool = False, fixed_batch: bool | None = None) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise OptionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                    or threads < 0):
+            raise OptionError(f"threads must be a positive integer (or None: onnxruntime's choice), got {threads!r}")
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
+            raise OptionError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
         self.prepared: Prepared | None = None
+        settings = dict(provider=provider, threads=threads, options=session_options, providers=providers,
+                        scoring_model=scoring_model, cuda_graph=cuda_graph)
         try:
-            self.model = ExplainableModel(path, provider=provider, threads=threads, scoring_model=scoring_model,
-                                          cuda_graph=cuda_graph)
+            self.model = ExplainableModel(model, **settings)
         except PlainModelError:
             if not prepare:
                 raise
-            self.prepared = prepared_model(path, cache_dir)
-            self.model = ExplainableModel(self.prepared.path, provider=provider, threads=threads,
-                                          scoring_model=scoring_model, cuda_graph=cuda_graph)
-        self.batch_size = batch_size
+            self.prepared = prepared_model(model, cache_dir)
+            self.model = ExplainableModel(self.prepared.path, **settings)
+        self.batch_size = int(batch_size)
         self.prefetch = prefetch
-        self.io_binding = cuda_graph or (provider == "cuda" if io_binding is None else io_binding)
+        self.max_pixels = int(max_pixels)
+        self.io_binding = cuda_graph or (self.model.provider == "cuda" if io_binding is None else io_binding)
         self.fixed_batch = cuda_graph if fixed_batch is None else fixed_batch
+        log.debug("loaded %s (%s, %d taps) on %s", self.model.source, self.info.model_name, len(self.info.taps),
+                  ", ".join(self.model.session.get_providers()))
+
+    @classmethod
+    def from_session_config(cls, session: ort.InferenceSession, model: ModelSource, **kwargs: object) -> Explainer:
+        """An Explainer for `model` whose session runs on `session`'s execution providers
+        (with their options) and with its threading, optimisation and memory settings,
+        e.g. beside the classifier it explains. Profiling and optimized_model_filepath are
+        not copied: they would write files."""
+        return cls(model, session_options=copied_session_options(session), providers=providers_of(session),
+                   **kwargs)  # type: ignore[arg-type]
 
     @property
     def info(self) -> ModelInfo:
         return self.model.info
 
     def preprocess(self, image: ImageLike) -> tuple[np.ndarray, tuple[int, int]]:
-        """(model input without batch axis, (photo height, photo width))."""
-        rgb = read_rgb(image) if isinstance(image, (str, os.PathLike)) else _check_rgb(image)
-        return to_model_input(rgb, self.info.input), (rgb.shape[0], rgb.shape[1])
+        """(model input without batch axis, (height, width) of the map to return)."""
+        prepared = model_input(image, self.info.input, self.max_pixels)
+        return prepared.x, prepared.photo_size
 
     def explain(self, image: ImageLike, target: int | None = None, method: str = "sise", *,
-                progress: bool = False, **options: object) -> Explanation:
-        """Explain the score of class `target` (default: the top-1) on `image` (a path, or
-        an (H, W, 3) uint8 RGB array) with `method` (one of onnx_sise.methods.METHODS);
-        options are the fields of MethodOptions (mu, fusion, layer, rise_masks, seed, ...)."""
+                progress: bool = False, max_seconds: float | None = None, cancel: CancelToken | None = None,
+                **options: object) -> Explanation:
+        """Explain the score of class `target` (default: the top-1) on `image` with
+        `method` (one of onnx_sise.methods.METHODS). `image` is a path, encoded bytes, a PIL
+        image, an (H, W, 3) uint8 RGB array or a preprocessed float tensor of the model's
+        input shape (see onnx_sise.image_sources). Options are the fields of MethodOptions
+        (mu, fusion, layer, rise_masks, seed, ...). `max_seconds` and `cancel` stop a long
+        explanation with TimeLimitError / CancelledError at the next batch of masked passes."""
         targets = None if target is None else [target]
-        return self.explain_targets(image, targets, method=method, progress=progress, **options)[0]
+        return self.explain_targets(image, targets, method=method, progress=progress, max_seconds=max_seconds,
+                                    cancel=cancel, **options)[0]
 
     def explain_targets(self, image: ImageLike, targets: Sequence[int] | None = None, *, top_k: int | None = None,
-                        method: str = "sise", progress: bool = False, **options: object) -> list[Explanation]:
+                        method: str = "sise", progress: bool = False, max_seconds: float | None = None,
+                        cancel: CancelToken | None = None, **options: object) -> list[Explanation]:
         """One explanation per target (given, or the top_k classes, default the top-1).
         The masked passes are shared: one pass scores every target."""
-        if method not in METHODS:
-            raise OptionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        unknown = set(options) - set(MethodOptions.__dataclass_fields__)
-        if unknown:
-            raise OptionError(f"unknown method options {sorted(unknown)}: see onnx_sise.methods.MethodOptions")
-        opts = replace(MethodOptions(), **options)
-        if opts.fusion not in GATES:
-            raise OptionError(f"fusion must be one of {GATES}, got {opts.fusion!r}")
-        if opts.mu < 0:
-            raise OptionError(f"mu must be >= 0 (SISE eq. 7), got {opts.mu}")
-        if opts.rise_masks < 1:
-            raise OptionError(f"rise_masks must be at least 1, got {opts.rise_masks}")
-        if opts.problems():
-            raise OptionError("; ".join(opts.problems()))
+        stop = Cancellation.start(max_seconds, cancel)
+        opts = checked_options(method, options)
         started = time.perf_counter()
         x, photo_size = self.preprocess(image)
         scores = self.model.scores(x)
+        if not np.isfinite(scores).all():
+            raise ModelError(f"the model returned NaN or infinite scores for this input ({self.model.source})")
         chosen = self._choose_targets(scores, targets, top_k)
         bar = ProgressBar(None, f"{method} {','.join(map(str, chosen))}") if progress else None
         ctx = Context(model=self.model, image=x, targets=chosen,
                       batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
-                      progress=bar if bar is not None else no_progress, prefetch=self.prefetch,
+                      progress=bar if bar is not None else no_progress, prefetch=self.prefetch, cancellation=stop,
                       bound=self._bound_scoring(x) if self.io_binding and method in BOUND_METHODS else None)
-        results = METHODS[method](ctx, opts)
-        if bar is not None:
-            bar.close()
+        try:
+            results = METHODS[method](ctx, opts)
+        finally:
+            if bar is not None:
+                bar.close()
+        if not all(np.isfinite(r.saliency).all() for r in results):
+            raise ModelError(f"the {method} map is not finite: the model returned NaN or infinite scores on masked "
+                             "inputs")
         seconds = time.perf_counter() - started
+        log.debug("%s of classes %s: %d masked passes in %.3f s", method, chosen, ctx.passes, seconds)
         return [Explanation(
             saliency=_to_photo(r.saliency, photo_size), target=t, label=self.info.label(t), score=float(scores[t]),
             method=method, block_maps=r.block_maps, masks_selected=r.masks_selected, masks_used=r.masks_used,
@@ -195,16 +237,41 @@ class Explainer:
         return int(target)
 
 
+def checked_options(method: str, options: dict[str, object]) -> MethodOptions:
+    """MethodOptions from keyword arguments, each checked against its domain."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise OptionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    unknown = set(options) - set(MethodOptions.__dataclass_fields__)
+    if unknown:
+        raise OptionError(f"unknown method options {sorted(unknown)}: see onnx_sise.methods.MethodOptions")
+    opts = replace(MethodOptions(), **options)
+    if not isinstance(opts.fusion, str) or opts.fusion not in GATES:
+        raise OptionError(f"fusion must be one of {GATES}, got {opts.fusion!r}")
+    if not isinstance(opts.ada_rule, str) or opts.ada_rule not in ADA_RULES:
+        raise OptionError(f"ada_rule must be one of {ADA_RULES}, got {opts.ada_rule!r}")
+    if not _real(opts.mu) or not math.isfinite(opts.mu) or opts.mu < 0:
+        raise OptionError(f"mu must be a finite number >= 0 (SISE eq. 7), got {opts.mu!r}")
+    if not _real(opts.rise_p) or not 0 < opts.rise_p <= 1:
+        raise OptionError(f"rise_p must be a probability in (0, 1], got {opts.rise_p!r}")
+    for name, least in (("rise_masks", 1), ("rise_cells", 1), ("seed", 0)):
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise OptionError(f"{name} must be an integer >= {least}, got {value!r}")
+    if opts.layer is not None and not isinstance(opts.layer, str):
+        raise OptionError(f"layer must be a tap name like 'block3', got {opts.layer!r}")
+    if opts.problems():
+        raise OptionError("; ".join(opts.problems()))
+    return opts
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _to_photo(saliency: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
-    """Min-max normalised (AOP eq. 4) and resized to the photo; constant maps become 0."""
+    """Min-max normalised (AOP eq. 4) and resized to the photo; constant maps become 0.
+    The photo-sized map is the only photo-sized array made, clipped in place."""
     unit = np.array(saliency, dtype=np.float32, copy=True)[None]
     core.minmax_normalize(unit)
-    return np.clip(core.upsample_bilinear(unit, *photo_size)[0], 0.0, 1.0)
-
-
-def _check_rgb(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f"image must be a path or an (H, W, 3) uint8 RGB array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ImageError(f"image array must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
-    return image
+    photo = core.upsample_bilinear(unit, *photo_size)[0]
+    return np.clip(photo, 0.0, 1.0, out=photo)

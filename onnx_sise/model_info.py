@@ -116,7 +116,7 @@ class ModelInfo:
             )
         except ModelError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"explainable ONNX metadata is malformed ({exc!s}): export the model again") from None
         info.validate()
         return info

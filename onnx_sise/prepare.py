@@ -5,13 +5,16 @@ content hash, so that later runs need neither torch nor the preparation time."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError
 
 CACHE_ENV = "ONNX_SISE_CACHE"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,28 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepared_model(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Prepared:
-    """The explainable ONNX for the plain ONNX at `path`, from the cache or made now."""
+def prepared_model(path: str | os.PathLike[str] | bytes, cache_dir: str | os.PathLike[str] | None = None) -> Prepared:
+    """The explainable ONNX for the plain ONNX at `path` (or in these bytes), from the
+    cache or made now (bytes are written to a temporary directory for the preparation)."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        data = bytes(path)
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        target = cache / f"model-{hashlib.sha256(data).hexdigest()[:20]}.sise.onnx"
+        if target.is_file():
+            return Prepared(target, cached=True)
+        with tempfile.TemporaryDirectory(prefix="onnx_sise-") as tmp:
+            source = Path(tmp) / "model.onnx"
+            source.write_bytes(data)
+            return _prepare(source, cache, target)
     source = Path(path)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache / f"{source.stem}-{content_hash(source)[:20]}.sise.onnx"
     if target.is_file():
         return Prepared(target, cached=True)
+    return _prepare(source, cache, target)
+
+
+def _prepare(source: Path, cache: Path, target: Path) -> Prepared:
     try:
         from onnx_sise_export.foreign import prepare_onnx
     except ImportError as exc:
@@ -49,5 +67,6 @@ def prepared_model(path: str | os.PathLike[str], cache_dir: str | os.PathLike[st
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelError(f"cannot create the cache directory {cache}: {exc.strerror} (set --cache-dir)") from None
+    log.info("preparing the plain ONNX %s once into %s", source, target)
     prepare_onnx(source, target)
     return Prepared(target, cached=False)

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ModelError, PlainModelError
+from .model_files import open_session
 from .model_info import METADATA_KEY, ModelInfo
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -37,28 +38,41 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 
 
 class ExplainableModel:
-    """An explainable ONNX loaded in onnxruntime, with its metadata validated."""
+    """An explainable ONNX loaded in onnxruntime, with its metadata validated.
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = "cpu", threads: int | None = None,
+    `path` is the model file or its bytes. `options` and `providers` (as
+    onnxruntime takes them, names or (name, options) pairs) replace the ones made from
+    `provider` and `threads`. One session serves every thread: onnxruntime's run() is
+    thread-safe, and nothing here changes after construction. `scoring_model` is a copy
+    of the scoring sub-graph (fp32, fp16, int8) that runs the masked passes instead."""
+
+    def __init__(self, path: str | os.PathLike[str] | bytes, provider: str = "cpu", threads: int | None = None, *,
+                 options: ort.SessionOptions | None = None,
+                 providers: Sequence[str | tuple[str, dict]] | None = None,
                  scoring_model: str | os.PathLike[str] | None = None, cuda_graph: bool = False) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
+        in_memory = isinstance(path, (bytes, bytearray, memoryview))
+        self.path = None if in_memory else Path(path)
+        self.source = "the model bytes" if in_memory else str(self.path)
+        if self.path is not None and not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}" if not self.path.exists()
                              else f"{self.path} is not a file")
-        if provider not in PROVIDERS:
-            raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
-        if PROVIDERS[provider] not in ort.get_available_providers():
-            raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
-        try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                                providers=[PROVIDERS[provider]])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ModelError(f"{self.path} is not a loadable ONNX model ({_first_line(exc)})") from None
+        if providers is None:
+            if provider not in PROVIDERS:
+                raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+            if PROVIDERS[provider] not in ort.get_available_providers():
+                raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
+            providers = [PROVIDERS[provider]]
+        else:
+            first = providers[0] if providers else "CPUExecutionProvider"
+            provider = "cuda" if (first if isinstance(first, str) else first[0]) == PROVIDERS["cuda"] else "cpu"
+        self.options = options or session_options(threads)
+        self.providers = list(providers)
+        self.session = open_session(bytes(path) if in_memory else self.path, self.source, self.options, self.providers)
         self.provider = provider
         metadata = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in metadata:
             raise PlainModelError(
-                f"{self.path} is a plain ONNX model, not an explainable one: "
+                f"{self.source} is a plain ONNX model, not an explainable one: "
                 f"export it first with `python -m onnx_sise export` (see README)"
             )
         self.info = ModelInfo.from_json(metadata[METADATA_KEY])
@@ -79,13 +93,10 @@ class ExplainableModel:
         graphs, fp16, int8) runs the masked passes; the gradient call stays in this session."""
         if not path.is_file():
             raise ModelError(f"scoring model not found: {path}")
-        provider: str | tuple[str, dict[str, str]] = PROVIDERS[self.provider]
+        providers = self.providers
         if cuda_graph:
-            provider = (PROVIDERS[self.provider], {"enable_cuda_graph": "1"})
-        try:
-            session = ort.InferenceSession(str(path), session_options(threads), providers=[provider])
-        except Exception as exc:
-            raise ModelError(f"{path} is not a loadable ONNX model ({_first_line(exc)})") from None
+            providers = [(PROVIDERS["cuda"], {"enable_cuda_graph": "1"})]
+        session = open_session(path, str(path), self.options, providers)
         raw = session.get_modelmeta().custom_metadata_map.get(VARIANT_KEY)
         if raw is None:
             raise ModelError(f"{path} is not a scoring variant: write one with onnx_sise_export.write_scoring_variant")
@@ -93,7 +104,7 @@ class ExplainableModel:
         g = self.info.graph
         if (variant.get("masked_batch"), variant.get("batch_scores"), variant.get("num_classes")) != (
                 g.masked_batch, g.batch_scores, self.info.num_classes):
-            raise ModelError(f"{path} is a scoring variant of another model: write it again from {self.path}")
+            raise ModelError(f"{path} is a scoring variant of another model: write it again from {self.source}")
         self.scoring_session = session
         self.scoring_precision = str(variant.get("precision", "?"))
         self.cuda_graph = cuda_graph
@@ -107,7 +118,7 @@ class ExplainableModel:
         feeds = self._feeds()
         missing += [name for name in (g.image, g.target_weights, g.logit_weights, g.masked_batch) if name not in feeds]
         if missing:
-            raise ModelError(f"{self.path} lacks the tensors {', '.join(missing[:3])}: export the model again "
+            raise ModelError(f"{self.source} lacks the tensors {', '.join(missing[:3])}: export the model again "
                              "with this version of onnx_sise")
 
     def _feeds(self) -> set[str]:
@@ -148,7 +159,7 @@ class MaskGradient:
         shapes = {i.name: i.shape for i in [*model.session.get_inputs(), *model.session.get_overridable_initializers()]}
         present = {o.name for o in model.session.get_outputs()}
         if g.masks not in shapes or g.mask_gradients not in present:
-            raise ModelError(f"{model.path} has no mask-gradient sub-graph (SIGCAM needs it): export the model again "
+            raise ModelError(f"{model.source} has no mask-gradient sub-graph (SIGCAM needs it): export the model again "
                              "with this version of onnx_sise")
         self.model = model
         self.batch, _, self.mask_size, _ = (int(d) for d in shapes[g.masks])
@@ -170,8 +181,3 @@ class MaskGradient:
             feeds[g.mask_noise] = full
         scores, gradients = self.model.session.run([g.mask_scores, g.mask_gradients], feeds)
         return scores[:count], gradients[:count, 0]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

