@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import core
+from .cancel import NEVER, Cancellation
 from .methods.context import Progress, no_progress
 from .session import ExplainableModel
 
@@ -53,7 +54,8 @@ class BoundScoring:
         return self.scores.download_columns(count, info.num_classes, targets)
 
     def block_contributions(self, activations: np.ndarray, representatives: np.ndarray, multiplicity: np.ndarray,
-                            targets: list[int], progress: Progress = no_progress) -> tuple[np.ndarray, np.ndarray]:
+                            targets: list[int], progress: Progress = no_progress,
+                            cancellation: Cancellation = NEVER) -> tuple[np.ndarray, np.ndarray]:
         """sum over the masks m_k (k in `representatives`, varying maps, SISE eq. 7) of
         multiplicity[t, k] * Psi_c(I . m_k) * m_k / sum(m_k) (eq. 10-11) for each target t
         (multiplicity: how many of the target's maps give that mask). Returns (sums
@@ -66,6 +68,7 @@ class BoundScoring:
         used = np.zeros(len(targets), dtype=np.int64)
         flags = np.empty(self.batch_size, np.uint8)
         for start in range(0, representatives.size, self.batch_size):
+            cancellation.check(self.passes)
             rows = np.arange(start, min(start + self.batch_size, representatives.size))
             count = rows.size
             self.features.upload(np.ascontiguousarray(activations[representatives[rows]], dtype=np.float32))

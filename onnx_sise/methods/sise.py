@@ -82,7 +82,7 @@ def block_maps(ctx: Context, block: int, selections: list[np.ndarray]) -> tuple[
         np.add.at(multiplicity[t], group[mine], 1)
     if ctx.bound is not None:
         acc, used = ctx.bound.block_contributions(activations, representatives, multiplicity,
-                                                  ctx.targets[:len(selections)], ctx.progress)
+                                                  ctx.targets[:len(selections)], ctx.progress, ctx.cancellation)
         ctx.passes = ctx.bound.passes
     else:
         acc, used = _host_contributions(ctx, activations, representatives, multiplicity)
