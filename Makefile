@@ -42,10 +42,12 @@ test: install check-no-cuda
 	$(VENV)/bin/pytest --durations=10
 
 bench: install
-	$(PY) -m pip install --quiet "matplotlib>=3.7,<4"
+	$(PY) -m pip install --quiet ".[bench]"
 	$(PY) benchmarks/bench_explain.py
+	$(PY) benchmarks/bench_levers.py
 	$(PY) benchmarks/ada_vs_sise.py
 	$(PY) benchmarks/evaluate_real_photos.py
+	$(PY) benchmarks/evaluate_refinements.py
 
 clean:
 	rm -rf build $(VENV) $(ARTIFACTS)
