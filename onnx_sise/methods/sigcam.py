@@ -74,6 +74,7 @@ def explain_sigcam(ctx: Context, base: str = "wgradcam", layer: str | None = Non
         onehot[target] = 1.0
 
         def score(inputs: np.ndarray, target: int = target) -> np.ndarray:
+            ctx.cancellation.check(ctx.passes)  # once per line search: every iteration
             return ctx.model.batch_scores(inputs, [target])[:, 0]
 
         mask, trace = optimise_mask(start, ctx.image, baselines, layout, gradient, onehot, score, settings, sigma,

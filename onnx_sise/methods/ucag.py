@@ -100,7 +100,7 @@ def explain_ucag(ctx: Context, base: Callable[[Context, object], list[MethodResu
     used: list[dict[str, int]] = [{} for _ in ctx.targets]
     for p, patch in enumerate(patches):
         sub = Context(model=ctx.model, image=patch, targets=ctx.targets, batch=ctx.batch, progress=ctx.progress,
-                      prefetch=ctx.prefetch)
+                      prefetch=ctx.prefetch, cancellation=ctx.cancellation)
         for t, result in enumerate(base(sub, options)):
             raw = np.asarray(result.saliency, dtype=np.float32)
             partial[t, p] = core.upsample_bilinear((raw * weights[p, t])[None], ph, pw)[0]
