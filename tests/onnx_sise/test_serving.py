@@ -144,6 +144,19 @@ def test_cancel_from_another_thread_and_max_seconds(explainer: Explainer, photo_
     assert explainer.explain(photo_arrays["coffee"], method="gradcam", max_seconds=600).target == 967
 
 
+@pytest.mark.parametrize("method", ["sigcam", "ucag-gradcam"])
+def test_max_seconds_stops_the_iterative_and_patch_methods(explainer: Explainer, photo_arrays: dict[str, np.ndarray],
+                                                           method: str) -> None:
+    with pytest.raises(TimeLimitError, match="stopped at max_seconds=0.2"):
+        explainer.explain(photo_arrays["coffee"], method=method, max_seconds=0.2)
+
+
+def test_io_bound_sise_stops_at_max_seconds(lite0_path: Path, photo_arrays: dict[str, np.ndarray]) -> None:
+    bound = Explainer(lite0_path, io_binding=True)
+    with pytest.raises(TimeLimitError, match="stopped at max_seconds=0.3"):
+        bound.explain(photo_arrays["coffee"], max_seconds=0.3)
+
+
 def test_every_input_kind_gives_the_same_map(explainer: Explainer, photos: Path) -> None:
     path = photos / "chelsea.png"
     reference = explainer.explain(path, method="gradcam").saliency
