@@ -2,7 +2,10 @@
 its session, as CUDA graphs need), fp16 for GPUs with tensor cores, int8 (static QDQ
 quantisation, per-channel weights) for CPUs with fast int8 paths. A variant is a separate file; the gradient call
 stays in float32 in the explainable ONNX, and `Explainer(..., scoring_model=variant)`
-runs the masked passes through the variant. Fidelity is the user's to check on their
+runs the masked passes through the variant. The int8 variant folds BatchNorm into the
+convolutions first, quantises activations as uint8 and weights as int8 per channel (the
+u8s8 form that onnxruntime runs with VNNI instructions on x86), and keeps the classifier
+head (the last Gemm/MatMul and everything after it) in float32. Fidelity is the user's to check on their
 photos (benchmarks/bench_levers.py reports map correlations with float32)."""
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def write_scoring_variant(sise_path: str | os.PathLike[str], out_path: str | os.
 
 def _quantized(scoring: onnx.ModelProto, info: ModelInfo, calibration: list[np.ndarray],
                workdir: Path) -> onnx.ModelProto:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not calibration:
         raise ExportError("int8 needs calibration batches of masked inputs")
@@ -95,7 +99,20 @@ def _quantized(scoring: onnx.ModelProto, info: ModelInfo, calibration: list[np.n
             batch = next(self.items, None)
             return None if batch is None else {name: np.ascontiguousarray(batch, dtype=np.float32)}
 
-    source, target = workdir / "fp32.onnx", workdir / "int8.onnx"
+    source, folded, target = workdir / "fp32.onnx", workdir / "folded.onnx", workdir / "int8.onnx"
     onnx.save(scoring, str(source))
-    quantize_static(str(source), str(target), Batches(), quant_format=QuantFormat.QDQ, per_channel=True)
+    quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)
+    graph = onnx.load(str(folded)).graph
+    quantize_static(str(folded), str(target), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=_head_nodes(graph))
     return onnx.load(str(target))
+
+
+def _head_nodes(graph: onnx.GraphProto) -> list[str]:
+    """Names of the classifier head: the last Gemm or MatMul (nodes are in topological
+    order) and every node after it. Quantising the logits would flatten the small score
+    differences between masks that SISE weighs."""
+    heads = [i for i, n in enumerate(graph.node) if n.op_type in ("Gemm", "MatMul")]
+    start = heads[-1] if heads else len(graph.node)
+    return [n.name for n in graph.node[start:]]
