@@ -29,11 +29,12 @@ import onnx_sise
 from onnx_sise import core
 from onnx_sise.methods.context import distinct_maps
 from onnx_sise.methods.sise import average_gradients, select_positive
-from onnx_sise_export import export_zoo, write_scoring_variant
+from onnx_sise_export import calibration_batches, export_zoo, write_scoring_variant
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(skimage.__file__).parent / "data"
 PHOTO = DATA / "coffee.png"
+CALIBRATION_PHOTOS = ("camera.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_right.png")
 FIDELITY_PHOTOS = ("coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png")
 
 
@@ -58,14 +59,7 @@ def bare_session(path: Path, threads: int, level: ort.GraphOptimizationLevel, ar
 
 def calibration(explainer: onnx_sise.Explainer) -> list[np.ndarray]:
     """Photos other than the fidelity ones, times coarse random masks (int8 ranges)."""
-    rng = np.random.default_rng(0)
-    batches = []
-    for name in ("camera.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_right.png"):
-        x, _ = explainer.preprocess(DATA / name)
-        cells = rng.uniform(size=(8, 7, 7)).astype(np.float32)
-        masks = core.upsample_bilinear(cells, x.shape[1], x.shape[2])
-        batches.append(x[None] * masks[:, None])
-    return batches
+    return calibration_batches(explainer, [DATA / name for name in CALIBRATION_PHOTOS])
 
 
 def mask_counts(explainer: onnx_sise.Explainer) -> tuple[int, int, int]:

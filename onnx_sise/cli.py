@@ -1,4 +1,4 @@
-"""Command line: `python -m onnx_sise explain|export ...` (also `onnx-sise`).
+"""Command line: `python -m onnx_sise explain|evaluate|export|variant ...` (also `onnx-sise`).
 
 Bad input ends with one line on stderr and exit code 2, never a traceback."""
 
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--max-seconds", type=float, default=None,
                          help="stop an image's explanation after this many seconds, exit code 2 (default: no limit)")
     explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
+    explain.add_argument("--scoring-model", type=Path, default=None,
+                         help="fp16 or int8 copy of the masked-pass graph, written by the variant command "
+                              "(default: the model's own float32 graph)")
     explain.add_argument("--cache-dir", type=Path, default=None,
                          help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
     add_refinement_options(explain)
@@ -92,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "inferred from a final Softmax/Sigmoid node for a plain ONNX)")
     export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
                                                    "(default: found automatically)")
+
+    variant = commands.add_parser("variant", help="write an fp16 or int8 copy of the masked-pass graph (needs onnx)")
+    variant.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
+    variant.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True,
+                         help="fp16 for GPUs, int8 for CPUs with VNNI (required)")
+    variant.add_argument("--calibrate", type=Path, nargs="+", default=[],
+                         help="int8: photos like the ones you will explain, each scored under 8 random coarse masks "
+                              "to set the int8 ranges (default: none; int8 needs some)")
+    variant.add_argument("-o", "--output", type=Path, required=True, help="path of the variant to write")
     return parser
 
 
@@ -191,7 +203,7 @@ def run_explain(args: argparse.Namespace) -> None:
     if args.out is not None:
         ensure_writable_dir(args.out)
     explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
-                          cache_dir=args.cache_dir)
+                          cache_dir=args.cache_dir, scoring_model=args.scoring_model)
     if explainer.prepared is not None:
         how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
         print(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
@@ -267,10 +279,27 @@ def run_export(args: argparse.Namespace) -> None:
           f"onnxruntime vs torch relative error: {checks}")
 
 
+def run_variant(args: argparse.Namespace) -> None:
+    from .explainer import Explainer
+
+    try:
+        from onnx_sise_export import calibration_batches, write_scoring_variant
+    except ImportError as exc:
+        raise SiseError(f"variant needs onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
+    if args.precision == "int8" and not args.calibrate:
+        raise SiseError("int8 needs --calibrate with a few photos like the ones you will explain")
+    explainer = Explainer(args.model, prepare=False)
+    batches = calibration_batches(explainer, args.calibrate) if args.precision == "int8" else []
+    write_scoring_variant(args.model, args.output, args.precision, batches)
+    print(f"wrote {args.output}: {args.precision} masked-pass graph of {args.model}; use it with "
+          f"`explain --scoring-model {args.output}` (check its maps against float32 on your photos)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"explain": run_explain, "evaluate": run_evaluate, "export": run_export}[args.command](args)
+        {"explain": run_explain, "evaluate": run_evaluate, "export": run_export,
+         "variant": run_variant}[args.command](args)
     except SiseError as exc:
         print(f"onnx_sise: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -14,13 +14,15 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from onnx_sise import core
 from onnx_sise.errors import ExportError, ModelError
+from onnx_sise.explainer import Explainer, ImageLike
 from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, ModelInfo
 from onnx_sise.session import VARIANT_KEY
@@ -52,6 +54,22 @@ def _scoring_graph(sise_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
     scoring = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
     scoring.ir_version = model.ir_version
     return fold_constants(scoring), info
+
+
+def calibration_batches(explainer: Explainer, photos: Sequence[ImageLike], masks_per_photo: int = 8,
+                        cells: int = 7, seed: int = 0) -> list[np.ndarray]:
+    """int8 calibration batches that look like SISE's masked inputs: each photo,
+    preprocessed, times `masks_per_photo` masks of uniform random `cells` x `cells` values
+    upsampled bilinearly to the input size. One batch (masks_per_photo, *input shape) per photo."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for photo in photos:
+        x, _ = explainer.preprocess(photo)
+        spec = explainer.info.input
+        grid = rng.uniform(size=(masks_per_photo, cells, cells)).astype(np.float32)
+        masks = core.upsample_bilinear(grid, spec.height, spec.width)
+        batches.append(x[None] * (masks[:, None] if spec.layout == "NCHW" else masks[..., None]))
+    return batches
 
 
 def write_scoring_variant(sise_path: str | os.PathLike[str], out_path: str | os.PathLike[str], precision: str,

@@ -11,19 +11,7 @@ import reference
 
 import onnx_sise
 from onnx_sise.errors import ExportError, ModelError
-from onnx_sise_export import write_scoring_variant
-
-
-def calibration_batches(explainer: onnx_sise.Explainer, photos: Path) -> list[np.ndarray]:
-    """Real photos times coarse random masks, as SISE's masked inputs look."""
-    rng = np.random.default_rng(0)
-    batches = []
-    for name in ("chelsea.png", "astronaut.png", "rocket.jpg"):
-        x, _ = explainer.preprocess(photos / name)
-        cells = rng.uniform(size=(8, 7, 7)).astype(np.float32)
-        masks = np.stack([np.kron(c, np.ones((32, 32), np.float32)) for c in cells])
-        batches.append(x[None] * masks[:, None])
-    return batches
+from onnx_sise_export import calibration_batches, write_scoring_variant
 
 
 @pytest.mark.parametrize("precision,score_atol,min_r", [("fp16", 5e-3, 0.99), ("int8", 0.1, 0.8)])
@@ -31,7 +19,7 @@ def test_variant_scores_and_maps_follow_float32(lite0_path: Path, photos: Path, 
                                                 score_atol: float, min_r: float) -> None:
     fp32 = onnx_sise.Explainer(lite0_path, threads=2)
     variant_path = write_scoring_variant(lite0_path, tmp_path / f"lite0.{precision}.onnx", precision,
-                                         calibration_batches(fp32, photos))
+                                         calibration_batches(fp32, [photos / n for n in ("chelsea.png", "astronaut.png", "rocket.jpg")]))
     variant = onnx_sise.Explainer(lite0_path, threads=2, scoring_model=variant_path)
     assert variant.model.scoring_precision == precision
     x, _ = fp32.preprocess(photos / "coffee.png")

@@ -157,3 +157,29 @@ def test_refine_ucag_from_the_shell_without_torch(lite0_path: Path, photos: Path
     bad = run_cli("explain", lite0_path, photos / "coffee.png", "--method", "sigcam", "--sigcam-lambda", "2",
                   "--out", out_dir)
     _assert_refused(bad, "sigcam_lambda", out_dir)
+
+
+def run_cli_with_export(*args: str | Path) -> subprocess.CompletedProcess:
+    """The CLI with torch and the exporter importable (export and variant need them)."""
+    return subprocess.run([sys.executable, "-m", "onnx_sise", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=Path(tempfile.gettempdir()))
+
+
+def test_int8_variant_from_the_shell_explains_the_cup(lite0_path: Path, photos: Path, tmp_path: Path,
+                                                      out_dir: Path) -> None:
+    variant = tmp_path / "lite0.int8.onnx"
+    refused = run_cli_with_export("variant", lite0_path, "--precision", "int8", "-o", variant)
+    _assert_refused(refused, "int8 needs --calibrate", out_dir)
+    assert not variant.exists()
+    done = run_cli_with_export("variant", lite0_path, "--precision", "int8", "-o", variant,
+                               "--calibrate", photos / "camera.png", photos / "motorcycle_right.png")
+    assert done.returncode == 0, done.stderr
+    assert variant.is_file() and "int8 masked-pass graph" in done.stdout
+    done = run_cli("explain", lite0_path, photos / "coffee.png", "--scoring-model", variant, "--out", tmp_path,
+                   "--json", "--target", "967")
+    assert done.returncode == 0, done.stderr
+    saliency = np.load(tmp_path / "coffee.sise.npy")
+    top, left, bottom, right = CUP_BOX
+    assert saliency[top:bottom, left:right].sum() / saliency.sum() > 0.85
+    _assert_refused(run_cli("explain", lite0_path, photos / "coffee.png", "--scoring-model", lite0_path,
+                            "--out", out_dir), "is not a scoring variant", out_dir)
