@@ -55,7 +55,7 @@ def mask_objective(model: nn.Module, spec: InputSpec, output_kind: str, mask_siz
 
     def objective(image: torch.Tensor, baseline: torch.Tensor, masks: torch.Tensor, noise: torch.Tensor,
                   target_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        up = rows @ masks @ cols  # (B, 1, H, W)
+        up = rows.to(masks.dtype) @ masks @ cols.to(masks.dtype)  # (B, 1, H, W); float64 in the export check
         if spec.layout == "NHWC":
             up = up.permute(0, 2, 3, 1)
         perturbed = image * up + baseline * (1 - up) + noise

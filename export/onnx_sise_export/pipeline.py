@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,12 @@ log = logging.getLogger("onnx_sise.export")
 SCORE_TOLERANCE = 1e-4
 GRADIENT_L2_TOLERANCE = 1e-2
 ALPHA_TOLERANCE = 1e-3
+# Deep ReLU nets flip more kinks than the two tolerances above allow, in torch's own float32
+# autograd as much as in onnxruntime (VGG16: alpha 3.2e-3 from float64 in torch float32, 1.8e-3
+# between the two). When onnxruntime misses them, both are compared with torch autograd in
+# float64, and each tap passes if onnxruntime's error there is within FLOAT32_SLACK times torch
+# float32's own (or within the tolerances above).
+FLOAT32_SLACK = 2.0
 
 
 class _Scored(nn.Module):
@@ -164,7 +171,12 @@ def _verify_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: Model
         g.mask_noise: noise.numpy(), g.mask_target_weights: weights.numpy()})
     report = {"mask_scores": _relative_error(actual[0], scores.detach().numpy()),
               "mask_gradients": _relative_l2(actual[1], gradient.numpy())}
-    if report["mask_scores"] > SCORE_TOLERANCE or report["mask_gradients"] > GRADIENT_L2_TOLERANCE:
+    if report["mask_gradients"] > GRADIENT_L2_TOLERANCE:
+        _, wide = mask_objective(copy.deepcopy(model).double(), info.input, info.output_kind)(
+            image.double(), baseline.double(), masks.double().requires_grad_(True), noise.double(), weights.double())
+        report["mask_float64_within_float32"] = _limited_by_float32(
+            actual[1], gradient.numpy(), wide.numpy(), _relative_l2, GRADIENT_L2_TOLERANCE)
+    if report["mask_scores"] > SCORE_TOLERANCE or report.get("mask_float64_within_float32", 0.0) > 1.0:
         raise ExportError(f"onnxruntime mask gradients differ from torch autograd by {report}: "
                           "the export is not faithful")
     return report
@@ -184,6 +196,36 @@ def _describe_taps(model: nn.Module, sites: Sequence[TapSite], image: torch.Tens
                         reduction=max(1, round(image.shape[-1] / int(w))),
                         activation_output=f"activation/{name}", gradient_output=f"gradient/{name}"))
     return taps
+
+
+def _against_float64(model: nn.Module, sites: Sequence[TapSite], output_kind: str, image: torch.Tensor,
+                     weights: tuple[torch.Tensor, torch.Tensor], actual: Sequence[np.ndarray],
+                     expected: Sequence[np.ndarray]) -> dict[str, float]:
+    """onnxruntime's and torch float32's tap gradients against torch autograd in float64.
+    `float64_within_float32` is the worst, over taps and over the L2 and alpha measures, of
+    onnxruntime's error / max(FLOAT32_SLACK x torch float32's error, the fixed tolerance):
+    at most 1 when the export is as exact as float32 itself."""
+    wide = copy.deepcopy(model).double()
+    outputs = explanation_function(wide, sites, output_kind)(image.double().requires_grad_(True),
+                                                             *(w.double() for w in weights))
+    reference = [t.detach().numpy() for t in outputs[2 + len(sites):]]
+    ratios, report = [], {"float64_gradients": 0.0, "float64_alpha": 0.0, "torch_float32_alpha": 0.0}
+    for a, e32, e64 in zip(actual, expected, reference):
+        ratios += [_limited_by_float32(a, e32, e64, _relative_l2, GRADIENT_L2_TOLERANCE),
+                   _limited_by_float32(a.sum((2, 3)), e32.sum((2, 3)), e64.sum((2, 3)), _relative_error,
+                                       ALPHA_TOLERANCE)]
+        report["float64_gradients"] = max(report["float64_gradients"], _relative_l2(a, e64))
+        report["float64_alpha"] = max(report["float64_alpha"], _relative_error(a.sum((2, 3)), e64.sum((2, 3))))
+        report["torch_float32_alpha"] = max(report["torch_float32_alpha"],
+                                            _relative_error(e32.sum((2, 3)), e64.sum((2, 3))))
+    return {**report, "float64_within_float32": max(ratios)}
+
+
+def _limited_by_float32(ours: np.ndarray, float32: np.ndarray, float64: np.ndarray,
+                        measure: Callable[[np.ndarray, np.ndarray], float], tolerance: float) -> float:
+    """Our error from torch float64 / max(FLOAT32_SLACK x torch float32's error from it,
+    the fixed tolerance): at most 1 when we are as exact as float32 itself."""
+    return measure(ours, float64) / max(FLOAT32_SLACK * measure(float32, float64), tolerance)
 
 
 def _verify(joined: onnx.ModelProto, model: nn.Module, sites: Sequence[TapSite], info: ModelInfo,
@@ -219,8 +261,10 @@ def _verify(joined: onnx.ModelProto, model: nn.Module, sites: Sequence[TapSite],
     }
     if max(report["scores"], report["batch_scores"]) > SCORE_TOLERANCE:
         raise ExportError(f"onnxruntime scores differ from torch by {report}: the export is not faithful")
-    if report["activations"] > SCORE_TOLERANCE or report["gradients"] > GRADIENT_L2_TOLERANCE \
-            or report["alpha"] > ALPHA_TOLERANCE:
+    if report["gradients"] > GRADIENT_L2_TOLERANCE or report["alpha"] > ALPHA_TOLERANCE:
+        report.update(_against_float64(model, sites, info.output_kind, image, (weights, logit_weights),
+                                       actual[2 + n:], expected[2 + n:]))
+    if report["activations"] > SCORE_TOLERANCE or report.get("float64_within_float32", 1.0) > 1.0:
         raise ExportError(f"onnxruntime gradients differ from torch autograd by {report}: the export is not faithful")
     log.info("verified against torch: %s", report)
     return report

@@ -19,7 +19,10 @@ from onnx_sise_export import (
     SCORE_TOLERANCE,
     build_zoo_model,
     export_explainable,
+    find_taps,
 )
+from onnx_sise_export.gradient import explanation_function
+from onnx_sise_export.pipeline import _against_float64
 
 
 def _run_gradient_graph(path: Path, x: np.ndarray, target: int, num_taps: int):
@@ -121,3 +124,35 @@ def test_resnet50_export_verifies_against_autograd(tmp_path: Path) -> None:
     assert sum(t.channels for t in info.taps) == 3904
     assert info.verification["gradients"] < GRADIENT_L2_TOLERANCE
     assert info.verification["alpha"] < ALPHA_TOLERANCE
+
+
+@pytest.mark.slow
+def test_vgg16_export_passes_where_torch_float32_misses_the_fixed_tolerance(tmp_path: Path) -> None:
+    model, entry = build_zoo_model("vgg16")
+    info = export_explainable(model, tmp_path / "vgg16.sise.onnx", model_name="vgg16", input_spec=entry.input)
+    report = info.verification
+    # torch's own float32 autograd is further from float64 than the fixed alpha tolerance:
+    assert report["torch_float32_alpha"] > ALPHA_TOLERANCE
+    assert report["float64_within_float32"] <= 1.0
+    assert report["float64_alpha"] <= 2 * report["torch_float32_alpha"]
+
+
+def test_float64_check_refuses_gradients_two_percent_off() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 1, 1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Conv2d(8, 8, 3, 1, 1),
+        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5),
+    ).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    image = torch.randn(1, 3, 32, 32)
+    sites = find_taps(model, image)
+    weights = torch.zeros(1, 5)
+    weights[0, 3] = 1.0
+    outputs = explanation_function(model, sites, "logits")(image.clone().requires_grad_(True), weights, weights * 0.01)
+    float32 = [t.detach().numpy() for t in outputs[2 + len(sites):]]
+    exact = _against_float64(model, sites, "logits", image, (weights, weights * 0.01), float32, float32)
+    assert exact["float64_within_float32"] <= 1.0
+    off = _against_float64(model, sites, "logits", image, (weights, weights * 0.01), [g * 1.02 for g in float32],
+                           float32)
+    assert off["float64_within_float32"] > 1.0
