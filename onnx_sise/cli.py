@@ -96,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
                                                    "(default: found automatically)")
 
-    variant = commands.add_parser("variant", help="write an fp16 or int8 copy of the masked-pass graph (needs onnx)")
+    variant = commands.add_parser("variant", help="write a copy of the masked-pass graph in another precision "
+                                                   "(needs onnx)")
     variant.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
     variant.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True,
-                         help="fp16 for GPUs, int8 for CPUs with VNNI (required)")
+                         help="fp32 (the graph alone, for CUDA graphs), fp16 for GPUs, int8 for CPUs with VNNI "
+                              "(required)")
     variant.add_argument("--calibrate", type=Path, nargs="+", default=[],
                          help="int8: photos like the ones you will explain, each scored under 8 random coarse masks "
                               "to set the int8 ranges (default: none; int8 needs some)")

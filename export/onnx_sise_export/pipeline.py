@@ -211,13 +211,12 @@ def _against_float64(model: nn.Module, sites: Sequence[TapSite], output_kind: st
     reference = [t.detach().numpy() for t in outputs[2 + len(sites):]]
     ratios, report = [], {"float64_gradients": 0.0, "float64_alpha": 0.0, "torch_float32_alpha": 0.0}
     for a, e32, e64 in zip(actual, expected, reference):
+        alpha, alpha32, alpha64 = (t.sum((2, 3)) for t in (a, e32, e64))
         ratios += [_limited_by_float32(a, e32, e64, _relative_l2, GRADIENT_L2_TOLERANCE),
-                   _limited_by_float32(a.sum((2, 3)), e32.sum((2, 3)), e64.sum((2, 3)), _relative_error,
-                                       ALPHA_TOLERANCE)]
+                   _limited_by_float32(alpha, alpha32, alpha64, _relative_error, ALPHA_TOLERANCE)]
         report["float64_gradients"] = max(report["float64_gradients"], _relative_l2(a, e64))
-        report["float64_alpha"] = max(report["float64_alpha"], _relative_error(a.sum((2, 3)), e64.sum((2, 3))))
-        report["torch_float32_alpha"] = max(report["torch_float32_alpha"],
-                                            _relative_error(e32.sum((2, 3)), e64.sum((2, 3))))
+        report["float64_alpha"] = max(report["float64_alpha"], _relative_error(alpha, alpha64))
+        report["torch_float32_alpha"] = max(report["torch_float32_alpha"], _relative_error(alpha32, alpha64))
     return {**report, "float64_within_float32": max(ratios)}
 
 

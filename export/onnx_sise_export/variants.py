@@ -5,8 +5,9 @@ stays in float32 in the explainable ONNX, and `Explainer(..., scoring_model=vari
 runs the masked passes through the variant. The int8 variant folds BatchNorm into the
 convolutions first, quantises activations as uint8 and weights as int8 per channel (the
 u8s8 form that onnxruntime runs with VNNI instructions on x86), and keeps the classifier
-head (the last Gemm/MatMul and everything after it) in float32. Fidelity is the user's to check on their
-photos (benchmarks/bench_levers.py reports map correlations with float32)."""
+head (the last Gemm/MatMul and everything after it) in float32. Fidelity is the user's to
+check on their photos (benchmarks/bench_explain.py and bench_levers.py report map
+correlations with float32)."""
 
 from __future__ import annotations
 
