@@ -40,7 +40,7 @@ from onnx_sise_export import build_zoo_model, export_zoo, write_scoring_variant
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_levers import calibration  # noqa: E402
+from bench_levers import calibration, pearson  # noqa: E402
 from torch_reference import block_inputs_and_gradients, sise_block_map  # noqa: E402
 
 PHOTO = Path(skimage.__file__).parent / "data" / "coffee.png"
@@ -71,10 +71,6 @@ def matmul_gflops() -> float:
     """float32 multiply-add rate of a 4096 x 4096 NumPy matrix product, GFLOP/s (best of 3)."""
     a = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
     return 2 * 4096**3 / min(seconds(lambda: a @ a) for _ in range(3)) / 1e9
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
 def extra_memory(fn: Callable[[], object], before: int) -> int:
