@@ -18,8 +18,8 @@ from onnx_sise_export import calibration_batches, write_scoring_variant
 def test_variant_scores_and_maps_follow_float32(lite0_path: Path, photos: Path, tmp_path: Path, precision: str,
                                                 score_atol: float, min_r: float) -> None:
     fp32 = onnx_sise.Explainer(lite0_path, threads=2)
-    variant_path = write_scoring_variant(lite0_path, tmp_path / f"lite0.{precision}.onnx", precision,
-                                         calibration_batches(fp32, [photos / n for n in ("chelsea.png", "astronaut.png", "rocket.jpg")]))
+    calibration = calibration_batches(fp32, [photos / n for n in ("chelsea.png", "astronaut.png", "rocket.jpg")])
+    variant_path = write_scoring_variant(lite0_path, tmp_path / f"lite0.{precision}.onnx", precision, calibration)
     variant = onnx_sise.Explainer(lite0_path, threads=2, scoring_model=variant_path)
     assert variant.model.scoring_precision == precision
     x, _ = fp32.preprocess(photos / "coffee.png")
