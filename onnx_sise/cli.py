@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import SiseError
 from .model_info import OUTPUT_KINDS, ModelInfo
+from .preparation.options import CHECKS
 
 EXIT_BAD_INPUT = 2
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=Path("."),
                           help="directory for evaluation.json and evaluation.csv (default: .)")
 
-    export = commands.add_parser("export", help="write an explainable ONNX (needs torch)")
+    export = commands.add_parser("export", help="write an explainable ONNX (a plain ONNX needs onnx only; --zoo "
+                                                "needs torch)")
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("model", type=Path, nargs="?", help="a plain ONNX classifier to prepare")
     source.add_argument("--zoo", choices=ZOO_NAMES, help="a model to build and export")
@@ -93,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the model emits: logits (Psi = softmax), probabilities (used as they are) or "
                              "sigmoid (multi-label logits, Psi = sigmoid) (default: logits for --zoo, "
                              "inferred from a final Softmax/Sigmoid node for a plain ONNX)")
-    export.add_argument("--taps", default="", help="comma-separated module names whose outputs are the taps "
-                                                   "(default: found automatically)")
+    export.add_argument("--taps", default="", help="comma-separated taps: tensor names of a plain ONNX, module names "
+                                                   "of a --zoo model (default: one per block, found automatically)")
+    export.add_argument("--check", choices=CHECKS, default="auto",
+                        help="gradient check against central differences: float64 (onnx's reference evaluator, "
+                             "exact, slow on big models), float32 (onnxruntime, a smoke check) or auto (float64 "
+                             "where affordable) (default: auto)")
 
     variant = commands.add_parser("variant", help="write a copy of the masked-pass graph in another precision "
                                                    "(needs onnx)")
@@ -262,23 +268,24 @@ def describe_input(info: ModelInfo) -> str:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    try:
-        from onnx_sise_export import export_zoo
-        from onnx_sise_export.foreign import InputOverrides, prepare_onnx
-    except ImportError as exc:
-        raise SiseError(f"export needs torch and onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
     taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
     if args.zoo:
-        info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind or "logits")
+        try:
+            from onnx_sise_export import export_zoo
+        except ImportError as exc:
+            raise SiseError(f"export --zoo needs torch ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
+        info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind or "logits",
+                          check=args.check)
     else:
+        from .preparation import InputOverrides, prepare_onnx
+
         overrides = InputOverrides(layout=args.layout, size=args.input_size, color=args.color, scale=args.scale,
                                    mean=args.mean, std=args.std, output_kind=args.output_kind)
-        info = prepare_onnx(args.model, args.output, overrides, tap_modules=taps)
+        info = prepare_onnx(args.model, args.output, overrides, taps, check=args.check)
         print(describe_input(info))
     blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
     checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
-    print(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); "
-          f"onnxruntime vs torch relative error: {checks}")
+    print(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); measured errors: {checks}")
 
 
 def run_variant(args: argparse.Namespace) -> None:

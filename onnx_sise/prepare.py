@@ -1,6 +1,6 @@
 """Plain ONNX classifiers on the explain path: prepared once into an explainable ONNX
-(this needs the export extras: torch, onnx, onnx2torch) and cached by the file's
-content hash, so that later runs need neither torch nor the preparation time."""
+(onnx, onnxruntime and NumPy only: package `preparation`) and cached by the file's
+content hash, so that later runs skip the preparation time."""
 
 from __future__ import annotations
 
@@ -58,11 +58,8 @@ def prepared_model(path: str | os.PathLike[str] | bytes, cache_dir: str | os.Pat
 
 
 def _prepare(source: Path, cache: Path, target: Path) -> Prepared:
-    try:
-        from onnx_sise_export.foreign import prepare_onnx
-    except ImportError as exc:
-        raise ModelError(f"{source} is a plain ONNX model; preparing it once needs the export extras "
-                         f"({exc.name} is missing): pip install 'onnx_sise[export]' onnx2torch --no-deps") from None
+    from .preparation import prepare_onnx
+
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

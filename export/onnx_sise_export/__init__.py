@@ -1,5 +1,7 @@
-"""Offline half of onnx_sise: turns a classifier into an explainable ONNX. Needs torch;
-the explain path (package onnx_sise) never imports this package."""
+"""The zoo and int8/fp16 variants: builds torch classifiers and exports them as
+explainable ONNX (torch.onnx.export of the forward graph, then the ONNX-native
+preparation of onnx_sise.preparation). Needs torch; the explain path (package
+onnx_sise) never imports this package."""
 
 from onnx_sise.model_info import ModelInfo
 
@@ -15,8 +17,9 @@ __all__ = [
 ]
 
 
-def export_zoo(name: str, path: str, tap_modules: tuple[str, ...] = (), output_kind: str = "logits") -> ModelInfo:
+def export_zoo(name: str, path: str, tap_modules: tuple[str, ...] = (), output_kind: str = "logits",
+               check: str = "auto") -> ModelInfo:
     """Export a model of the zoo (efficientnet-lite0, resnet50, vgg16) to `path`."""
     model, entry = build_zoo_model(name)
     return export_explainable(model, path, model_name=name, input_spec=entry.input, output_kind=output_kind,
-                              labels=imagenet_labels(), tap_modules=tap_modules)
+                              labels=imagenet_labels(), tap_modules=tap_modules, check=check)

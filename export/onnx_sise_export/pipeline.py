@@ -1,4 +1,10 @@
-"""Export a torch classifier to an explainable ONNX and verify it against torch."""
+"""Export a torch classifier to an explainable ONNX and verify it against torch autograd.
+
+torch.onnx.export writes the forward graph alone, with the taps (found by the module
+rule of taps.py) as extra outputs that name them; the same ONNX-native preparation as
+any plain file (onnx_sise.preparation) then builds the gradient graphs, and the written
+file is compared with eager torch autograd (float32, and float64 where float32 is the
+limit)."""
 
 from __future__ import annotations
 
@@ -18,11 +24,12 @@ from torch import nn
 
 from onnx_sise.errors import ExportError
 from onnx_sise.image_io import write_atomically
-from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo, Tap
+from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo
+from onnx_sise.preparation.build import MASK_BATCH, MASK_SIZE, prepare_model
+from onnx_sise.preparation.plain_model import InputOverrides
+from onnx_sise.preparation.subgraphs import set_metadata
 
-from .gradient import explanation_function, score_head, trace_explanation
-from .mask_gradient import MASK_BATCH, MASK_SIZE, example_inputs, mask_objective, trace_mask_gradient
-from .onnx_graph import attach_gradient, attach_graph, fold_constants, scoring_model, set_metadata
+from .autograd import explanation_function, mask_objective, score_head
 from .taps import TapCapture, TapSite, find_taps, taps_from_names
 
 log = logging.getLogger("onnx_sise.export")
@@ -42,23 +49,32 @@ ALPHA_TOLERANCE = 1e-3
 FLOAT32_SLACK = 2.0
 
 
-class _Scored(nn.Module):
-    def __init__(self, model: nn.Module, output_kind: str) -> None:
+class _WithTaps(nn.Module):
+    """The classifier returning (logits, *taps): the taps become named graph outputs."""
+
+    def __init__(self, model: nn.Module, sites: Sequence[TapSite]) -> None:
         super().__init__()
         self.model = model
-        self.output_kind = output_kind
+        self.capture = TapCapture(model, sites)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return score_head(self.model(images), self.output_kind)
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with self.capture.capture() as taps:
+            logits = self.model(images)
+        return (logits, *taps)
 
 
-def _quiet_export(module: nn.Module, args: tuple, dynamic_shapes: object = None, optimize: bool = True) -> onnx.ModelProto:
+def _forward_onnx(model: nn.Module, sites: Sequence[TapSite], image: torch.Tensor) -> tuple[onnx.ModelProto, list[str]]:
+    """The forward graph (any batch) and the names of its tap tensors."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)
-        program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes, verbose=False,
-                                    optimize=optimize, external_data=False)
-    return program.model_proto
+        program = torch.onnx.export(_WithTaps(model, sites), (image.repeat(2, 1, 1, 1),), dynamo=True,
+                                    dynamic_shapes={"images": {0: batch}}, verbose=False, external_data=False)
+    proto = program.model_proto
+    tap_names = [o.name for o in proto.graph.output[1:]]
+    del proto.graph.output[1:]
+    return proto, tap_names
 
 
 def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -90,66 +106,56 @@ def export_explainable(
     labels: Sequence[str] = (),
     tap_modules: Sequence[str] = (),
     tap_sites: Sequence[TapSite] | None = None,
+    check: str = "auto",
 ) -> ModelInfo:
     """Write `model` as an explainable ONNX at `path` and return its metadata.
 
     Taps are found by the block rule of `taps.find_taps`, or are the outputs of the
-    modules named in `tap_modules`. The written file is checked in onnxruntime against
-    torch autograd with the tolerances above; the measured errors go into the metadata.
-    """
+    modules named in `tap_modules`. The written file passes the ONNX-native check
+    (`check`, see onnx_sise.preparation) and is compared with torch autograd with the
+    tolerances above; the measured errors go into the metadata."""
     if output_kind not in OUTPUT_KINDS:
         raise ExportError(f"output kind {output_kind!r} is not one of {', '.join(OUTPUT_KINDS)}")
     model = model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
     image = _example_image(input_spec)
     with torch.no_grad():
         logits = model(image)
     if logits.dim() != 2:
         raise ExportError(f"the model's output has shape {tuple(logits.shape)}: expected class scores (batch, classes)")
-    num_classes = int(logits.shape[1])
-    if labels and len(labels) != num_classes:
-        raise ExportError(f"{len(labels)} labels for a model with {num_classes} classes")
     if tap_modules:
         sites = taps_from_names(model, tap_modules)
     else:
         sites = list(tap_sites) if tap_sites is not None else find_taps(model, image)
-    taps = _describe_taps(model, sites, image)
-    log.info("taps: %s", ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in taps))
-
-    traced = trace_explanation(model, sites, output_kind, image, num_classes)
-    weights = torch.zeros(1, num_classes)
-    gradient_proto = _quiet_export(traced, (image, weights, weights.clone()))
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    # Constants folded but not optimised further, so that Conv weights are not folded
-    # with BatchNorm and stay shared with the gradient graph; onnxruntime fuses them when
-    # it loads the session, which it can only do once the exporter's CastLike/Expand
-    # chains for Conv biases are folded (1.5x faster passes on ResNet-50). The gradient
-    # graph sits behind a switch: onnxruntime runs every node of a graph on every call.
-    scoring_proto = fold_constants(_quiet_export(_Scored(model, output_kind), (image.repeat(2, 1, 1, 1),),
-                                                 dynamic_shapes={"images": {0: batch}}, optimize=False))
-    info = ModelInfo(model_name=model_name, input=input_spec, output_kind=output_kind, num_classes=num_classes,
-                     taps=tuple(taps), labels=tuple(labels))
-    joined = attach_gradient(scoring_model(scoring_proto, tuple(image.shape), info.graph), gradient_proto,
-                             [t.name for t in taps], tuple(image.shape), num_classes, info.graph)
-    joined = _attach_mask_gradient(joined, model, info, image)
-    info = replace(info, verification={**_verify(joined, model, sites, info, image),
-                                       **_verify_mask_gradient(joined, model, info, image)})
+    proto, tap_names = _forward_onnx(model, sites, image)
+    spec = input_spec
+    overrides = InputOverrides(layout=spec.layout, size=(spec.height, spec.width), color=spec.color, scale=spec.scale,
+                               mean=spec.mean, std=spec.std, output_kind=output_kind)
+    path = Path(path)
+    info = prepare_model(proto, path, model_name=model_name, overrides=overrides, taps=tap_names, labels=labels,
+                         check=check)
+    info = replace(info, taps=tuple(replace(t, source=site.describe()) for t, site in zip(info.taps, sites)))
+    joined = onnx.load(str(path))
+    report = {**info.verification, **_verify(joined, model, sites, info, image)}
+    if any(i.name == info.graph.masks for i in joined.graph.input):
+        report.update(_verify_mask_gradient(joined, model, info, image))
+    info = replace(info, verification=report)
     set_metadata(joined, METADATA_KEY, info.to_json())
-    write_atomically(Path(path), joined.SerializeToString())
+    write_atomically(path, joined.SerializeToString())
     return info
 
 
-def _attach_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: ModelInfo,
-                          image: torch.Tensor) -> onnx.ModelProto:
-    """The SIGCAM mask-gradient sub-graph (mask_gradient.py) added to `joined`."""
-    traced = trace_mask_gradient(model, info.input, info.output_kind, image, info.num_classes)
-    proto = _quiet_export(traced, example_inputs(image, info.num_classes))
-    g = info.graph
-    noise_shape = (1, *image.shape[1:])  # broadcast: no noise unless fed
-    return attach_graph(joined, proto, "mask", [
-        (g.mask_image, tuple(image.shape)), (g.mask_baseline, tuple(image.shape)),
-        (g.masks, (MASK_BATCH, 1, MASK_SIZE, MASK_SIZE)), (g.mask_noise, noise_shape),
-        (g.mask_target_weights, (1, info.num_classes)),
-    ], [g.mask_scores, g.mask_gradients], g.mask_switch)
+def _example_inputs(image: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, ...]:
+    """Inputs of the mask objective for the check: a blurred-looking baseline, masks with
+    values across [0, 1], small noise, the first class."""
+    generator = torch.Generator().manual_seed(1)
+    baseline = image.mean() + 0.1 * image
+    masks = torch.rand(MASK_BATCH, 1, MASK_SIZE, MASK_SIZE, generator=generator)
+    noise = 0.05 * torch.randn((MASK_BATCH, *image.shape[1:]), generator=generator)
+    weights = torch.zeros(1, num_classes)
+    weights[0, 0] = 1.0
+    return image, baseline, masks, noise, weights
 
 
 def _verify_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: ModelInfo,
@@ -158,12 +164,12 @@ def _verify_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: Model
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(joined.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    image, baseline, masks, noise, weights = example_inputs(image, info.num_classes)
+    image, baseline, masks, noise, weights = _example_inputs(image, info.num_classes)
     with torch.no_grad():
         top = int(model(image).argmax())
     weights = torch.zeros_like(weights)
     weights[0, top] = 1.0
-    scores, gradient = mask_objective(model, info.input, info.output_kind)(
+    scores, gradient = mask_objective(model, info.input, info.output_kind, MASK_SIZE)(
         image, baseline, masks.clone().requires_grad_(True), noise, weights)
     g = info.graph
     actual = session.run([g.mask_scores, g.mask_gradients], {
@@ -172,7 +178,7 @@ def _verify_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: Model
     report = {"mask_scores": _relative_error(actual[0], scores.detach().numpy()),
               "mask_gradients": _relative_l2(actual[1], gradient.numpy())}
     if report["mask_gradients"] > GRADIENT_L2_TOLERANCE:
-        _, wide = mask_objective(copy.deepcopy(model).double(), info.input, info.output_kind)(
+        _, wide = mask_objective(copy.deepcopy(model).double(), info.input, info.output_kind, MASK_SIZE)(
             image.double(), baseline.double(), masks.double().requires_grad_(True), noise.double(), weights.double())
         report["mask_float64_within_float32"] = _limited_by_float32(
             actual[1], gradient.numpy(), wide.numpy(), _relative_l2, GRADIENT_L2_TOLERANCE)
@@ -180,22 +186,6 @@ def _verify_mask_gradient(joined: onnx.ModelProto, model: nn.Module, info: Model
         raise ExportError(f"onnxruntime mask gradients differ from torch autograd by {report}: "
                           "the export is not faithful")
     return report
-
-
-def _describe_taps(model: nn.Module, sites: Sequence[TapSite], image: torch.Tensor) -> list[Tap]:
-    capture = TapCapture(model, sites)
-    with torch.no_grad(), capture.capture() as tensors:
-        model(image)
-    taps = []
-    for i, (site, tensor) in enumerate(zip(sites, tensors)):
-        if tensor is None or tensor.dim() != 4:
-            raise ExportError(f"tap {site.describe()} is not a 4-D feature map")
-        _, c, h, w = tensor.shape
-        name = f"block{i}"
-        taps.append(Tap(name=name, source=site.describe(), channels=int(c), height=int(h), width=int(w),
-                        reduction=max(1, round(image.shape[-1] / int(w))),
-                        activation_output=f"activation/{name}", gradient_output=f"gradient/{name}"))
-    return taps
 
 
 def _against_float64(model: nn.Module, sites: Sequence[TapSite], output_kind: str, image: torch.Tensor,

@@ -28,9 +28,20 @@ from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, ModelInfo
 from onnx_sise.session import VARIANT_KEY
 
-from .onnx_graph import fold_constants, set_metadata
+from onnx_sise.preparation.subgraphs import set_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with every constant sub-expression folded and nothing else rewritten."""
+    import onnx_ir
+    import onnxscript.optimizer
+
+    graph = onnx_ir.serde.deserialize_model(model)
+    onnxscript.optimizer.fold_constants(graph)
+    onnxscript.optimizer.remove_unused_nodes(graph)
+    return onnx_ir.serde.serialize_model(graph)
 
 
 def _scoring_graph(sise_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:

@@ -48,12 +48,12 @@ def widened(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _exact_ops() -> list[type]:
     """Reference kernels replaced where onnx's own are inexact or slow for this check:
-    Erf (a float32-accurate approximation), ScatterElements (a Python loop per element),
-    ConvTranspose with groups of more than one channel (wrong shapes)."""
+    Erf and Gelu (float32-accurate approximations), ScatterElements (a Python loop per
+    element), Conv and ConvTranspose (a Python loop per group; wrong shapes for groups of
+    more than one channel), MaxPool's indices (per channel), Pad (no negative pads)."""
     import math
 
     from onnx.reference.op_run import OpRun
-    from onnx.reference.ops.op_conv_transpose import ConvTranspose as ReferenceConvTranspose
     from onnx.reference.ops.op_max_pool import MaxPool as ReferenceMaxPool
     from onnx.reference.ops.op_pad import Pad_18 as ReferencePad
 
@@ -74,17 +74,6 @@ def _exact_ops() -> list[type]:
             else:
                 raise NotImplementedError(f"ScatterElements reduction {reduction}")
             return (out,)
-
-    class ConvTranspose(ReferenceConvTranspose):
-        def _run(self, X, W, B=None, group=None, **kwargs):  # noqa: ANN001, ANN202, N803
-            group = group or 1
-            if group == 1 or W.shape[0] == group and W.shape[1] == 1 and X.shape[1] == group:
-                return super()._run(X, W, B, group=group, **kwargs)
-            step_in, step_out = X.shape[1] // group, W.shape[1]
-            parts = [super(ConvTranspose, self)._run(X[:, g * step_in:(g + 1) * step_in], W[g * step_in:(g + 1) * step_in],
-                                                     None if B is None else B[g * step_out:(g + 1) * step_out],
-                                                     group=1, **kwargs)[0] for g in range(group)]
-            return (np.concatenate(parts, axis=1),)
 
     class MaxPool(ReferenceMaxPool):
         def _run(self, x, **kwargs):  # noqa: ANN001, ANN202
@@ -108,7 +97,64 @@ def _exact_ops() -> list[type]:
             crop = tuple(slice(max(-b, 0), size - max(-e, 0)) for b, e, size in zip(pads[:rank], pads[rank:], data.shape))
             return super()._run(data[crop], np.maximum(pads, 0), constant_value, None, mode=mode)
 
-    return [Erf, Gelu, ScatterElements, ConvTranspose, MaxPool, Pad]
+    class Conv(OpRun):
+        def _run(self, X, W, B=None, auto_pad=None, dilations=None, group=None, kernel_shape=None,  # noqa: ANN001, ANN202, N803
+                 pads=None, strides=None):
+            return (_conv(X, W, B, auto_pad or "NOTSET", dilations, group or 1, pads, strides),)
+
+    class ConvTranspose(OpRun):
+        def _run(self, X, W, B=None, auto_pad=None, dilations=None, group=None, kernel_shape=None,  # noqa: ANN001, ANN202, N803
+                 output_padding=None, output_shape=None, pads=None, strides=None):
+            if output_shape is not None or auto_pad not in (None, "NOTSET"):
+                raise NotImplementedError("ConvTranspose with output_shape or auto_pad")
+            return (_conv_transpose(X, W, B, dilations, group or 1, output_padding, pads, strides),)
+
+    return [Erf, Gelu, ScatterElements, Conv, ConvTranspose, MaxPool, Pad]
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, auto_pad: str, dilations: list | None, group: int,
+          pads: list | None, strides: list | None) -> np.ndarray:
+    """Grouped N-D convolution, one einsum per kernel offset (the reference loops per group)."""
+    n, c, *spatial = x.shape
+    m, _, *kernel = w.shape
+    rank = len(spatial)
+    strides, dilations = list(strides or [1] * rank), list(dilations or [1] * rank)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [-(-size // s) for size, s in zip(spatial, strides)]
+    else:
+        out = None
+    pads = resolve_pads(auto_pad, pads, spatial, kernel, strides, dilations, out or spatial)
+    padded = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)])
+    out = [(p - d * (k - 1) - 1) // s + 1 for p, k, s, d in zip(padded.shape[2:], kernel, strides, dilations)]
+    xg = padded.reshape(n, group, c // group, *padded.shape[2:])
+    wg = w.reshape(group, m // group, c // group, *kernel)
+    y = np.zeros((n, group, m // group, *out), np.result_type(x, w))
+    for offset in np.ndindex(*kernel):
+        window = tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, d, s, o in zip(offset, dilations, strides, out))
+        y += np.einsum("ngc...,gmc->ngm...", xg[(slice(None),) * 3 + window], wg[(...,) + offset])
+    y = y.reshape(n, m, *out)
+    return y + b.reshape(1, m, *([1] * rank)) if b is not None else y
+
+
+def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dilations: list | None, group: int,
+                    output_padding: list | None, pads: list | None, strides: list | None) -> np.ndarray:
+    """Grouped N-D transposed convolution: each kernel offset scatters one einsum."""
+    n, c, *spatial = x.shape
+    _, m_per_group, *kernel = w.shape
+    rank = len(spatial)
+    strides, dilations = list(strides or [1] * rank), list(dilations or [1] * rank)
+    pads = list(pads or [0] * (2 * rank))
+    extra = list(output_padding or [0] * rank)
+    full = [s * (size - 1) + (k - 1) * d + 1 + e for size, k, s, d, e in zip(spatial, kernel, strides, dilations, extra)]
+    xg = x.reshape(n, group, c // group, *spatial)
+    wg = w.reshape(group, c // group, m_per_group, *kernel)
+    y = np.zeros((n, group, m_per_group, *full), np.result_type(x, w))
+    for offset in np.ndindex(*kernel):
+        window = tuple(slice(k * d, k * d + s * (size - 1) + 1, s) for k, d, s, size in zip(offset, dilations, strides, spatial))
+        y[(slice(None),) * 3 + window] += np.einsum("ngc...,gcm->ngm...", xg, wg[(...,) + offset])
+    crop = tuple(slice(pads[i], full[i] - pads[rank + i]) for i in range(rank))
+    y = y.reshape(n, group * m_per_group, *full)[(slice(None), slice(None)) + crop]
+    return y + b.reshape(1, -1, *([1] * rank)) if b is not None else y
 
 
 def _max_pool_indices(x: np.ndarray, out_shape: tuple[int, ...], attrs: dict) -> np.ndarray:

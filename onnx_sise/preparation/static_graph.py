@@ -131,14 +131,16 @@ def probe(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, 
     except Exception:  # inference is best effort: onnxruntime types what it runs
         typed = model
     elem = {v.name: v.type.tensor_type.elem_type for v in (*typed.graph.value_info, *typed.graph.output)}
-    listed = {o.name for o in model.graph.output}
+    elem.update({o.name: o.type.tensor_type.elem_type for o in model.graph.output if o.type.tensor_type.elem_type})
+    wanted = [o.name for o in model.graph.output] + [o for n in model.graph.node for o in n.output]
     wide = onnx.ModelProto()
     wide.CopyFrom(model)
-    for node in model.graph.node:
-        for name in node.output:
-            if name and name not in listed and elem.get(name):
-                wide.graph.output.append(helper.make_tensor_value_info(name, elem[name], None))
-                listed.add(name)
+    del wide.graph.output[:]
+    listed: set[str] = set()
+    for name in wanted:
+        if name and name not in listed and elem.get(name):
+            wide.graph.output.append(helper.make_tensor_value_info(name, elem[name], None))
+            listed.add(name)
     try:
         session = _session(wide)
         names = [o.name for o in session.get_outputs()]

@@ -15,15 +15,13 @@ import hashlib
 import numpy as np
 import onnx
 import onnx.inliner
-import onnx_ir
-import onnxscript.optimizer
 from onnx import numpy_helper
 
 from onnx_sise.errors import ExportError
 from onnx_sise.model_info import GraphNames
 
 
-def _rename_everywhere(graph: onnx.GraphProto, mapping: dict[str, str]) -> None:
+def rename_everywhere(graph: onnx.GraphProto, mapping: dict[str, str]) -> None:
     for node in graph.node:
         node.input[:] = [mapping.get(n, n) for n in node.input]
         node.output[:] = [mapping.get(n, n) for n in node.output]
@@ -38,14 +36,6 @@ def _tensor_key(tensor: onnx.TensorProto) -> str:
     return f"{array.dtype}:{array.shape}:{digest}"
 
 
-def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`model` with every constant sub-expression folded and nothing else rewritten."""
-    graph = onnx_ir.serde.deserialize_model(model)
-    onnxscript.optimizer.fold_constants(graph)
-    onnxscript.optimizer.remove_unused_nodes(graph)
-    return onnx_ir.serde.serialize_model(graph)
-
-
 def _zeros_default(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> onnx.TensorProto:
     dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
     return numpy_helper.from_array(np.zeros(shape, dtype=dtype), name=value.name)
@@ -58,9 +48,9 @@ def scoring_model(scoring: onnx.ModelProto, image_shape: tuple[int, ...], names:
     s = scoring.graph
     if len(s.input) != 1 or len(s.output) != 1:
         raise ExportError(f"the scoring graph has {len(s.input)} inputs and {len(s.output)} outputs, expected 1 and 1")
-    _rename_everywhere(s, {s.input[0].name: names.masked_batch, s.output[0].name: names.batch_scores})
-    for node in s.node:
-        node.name = f"scoring/{node.name}"
+    rename_everywhere(s, {s.input[0].name: names.masked_batch, s.output[0].name: names.batch_scores})
+    for index, node in enumerate(s.node):
+        node.name = f"scoring/{index}/{node.name}"
     s.initializer.append(_zeros_default(s.input[0], image_shape))
     s.name = "onnx_sise_explainable"
     scoring.ir_version = min(scoring.ir_version, 10)
@@ -120,9 +110,9 @@ def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inpu
         mapping.setdefault(value.name, f"{prefix}/{value.name}")
     mapping.update({value.name: name for value, (name, _) in zip(s.input, inputs)})
     mapping.update({value.name: f"{prefix}/branch/{name}" for value, name in zip(s.output, outputs)})
-    for node in s.node:
-        node.name = f"{prefix}/{node.name}"
-    _rename_everywhere(s, mapping)
+    for index, node in enumerate(s.node):
+        node.name = f"{prefix}/{index}/{node.name}"
+    rename_everywhere(s, mapping)
     for value, (name, shape) in zip(s.input, inputs):
         for axis, (dim, size) in enumerate(zip(value.type.tensor_type.shape.dim, shape)):
             if size == 1 and dim.dim_value != 1:
