@@ -9,12 +9,11 @@ PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname
 
 .PHONY: demo test install check-no-cuda bench clean
 
-$(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h onnx_sise/*.py export/onnx_sise_export/*.py)
+$(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h onnx_sise/*.py onnx_sise/*/*.py export/onnx_sise_export/*.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet ".[export,test]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
-	$(PY) -m pip install --quiet --no-deps "onnx2torch>=1.5,<2"  # its torchvision requirement would replace the CPU torch
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,7 +32,7 @@ check-no-cuda: install
 		-DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) > build/no-cuda.log
 	$(VENV)/bin/cmake --build build/no-cuda >> build/no-cuda.log
 	mkdir -p build/no-cuda/site/onnx_sise
-	cp onnx_sise/*.py build/no-cuda/site/onnx_sise/ && cp build/no-cuda/_core*.so build/no-cuda/site/onnx_sise/
+	cp -r onnx_sise/. build/no-cuda/site/onnx_sise/ && cp build/no-cuda/_core*.so build/no-cuda/site/onnx_sise/
 	cd build/no-cuda/site && $(abspath $(PY)) -c "import onnx_sise._core as c; assert not c.built_with_cuda; print('no-CUDA core imported from', c.__file__)"
 	PYTHONPATH=build/no-cuda/site $(VENV)/bin/pytest -q -p no:cacheprovider tests/onnx_sise/test_core.py
 

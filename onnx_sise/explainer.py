@@ -93,8 +93,8 @@ class Explainer:
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         batch_size: masked inputs per forward pass; it bounds the memory of the masked
             passes (batch_size x the model's input), whatever the number of masks.
-        prepare: a plain ONNX classifier is prepared into an explainable one (needs the
-            export extras the first time) and cached in `cache_dir` (default
+        prepare: a plain ONNX classifier is prepared into an explainable one (onnx and
+            onnxruntime only, onnx_sise.preparation) and cached in `cache_dir` (default
             $ONNX_SISE_CACHE or ~/.cache/onnx_sise); `self.prepared` says which file and
             whether it came from the cache. This cache is the only file an Explainer writes.
         prefetch: make the next batch of masks in a worker thread while onnxruntime

@@ -425,6 +425,26 @@ def _conv(s: Step) -> list[str | None]:
     return grads
 
 
+@rule("ConvTranspose")
+def _conv_transpose(s: Step) -> list[str | None]:
+    """dX = Conv(dY, W) with the same strides, dilations and groups: y[i s + k d - pb]
+    gathers x[i] w[k], so x[i] receives sum_k dy[i s + k d - pb] w[k]."""
+    e = s.e
+    x_shape = s.shape(s.x())
+    n = len(x_shape) - 2
+    if s.attr("output_shape") is not None or s.attr("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise s.refuse("output_shape and auto_pad are not supported; export with explicit pads")
+    if len(s.wants) > 1 and s.wants[1]:
+        raise s.refuse("its weights depend on the image")
+    strides, dilations = list(s.attr("strides", [1] * n)), list(s.attr("dilations", [1] * n))
+    pads = list(s.attr("pads", [0] * (2 * n)))
+    extra = list(s.attr("output_padding", [0] * n))
+    ends = [max(pads[n + i] - extra[i], 0) for i in range(n)]
+    grad = e.op("Conv", [s.dy[0], s.x(1)], strides=strides, dilations=dilations, pads=pads[:n] + ends,
+                group=int(s.attr("group", 1)))
+    return [grad] + [None] * (len(s.node.input) - 1)
+
+
 def _window_counts(x_spatial: Sequence[int], y_spatial: Sequence[int], kernel: Sequence[int],
                    strides: Sequence[int], dilations: Sequence[int], begins: Sequence[int]) -> np.ndarray:
     """Number of input elements (not padding) each pooling window covers, (1, 1, *y_spatial)."""

@@ -106,11 +106,11 @@ def _is_gate(top: _Topology, pooled: str, map_shape: tuple[int, ...]) -> bool:
     return False
 
 
-def _block_ends(top: _Topology) -> list[tuple[str, tuple[int, ...]]]:
+def _block_ends(top: _Topology) -> list[tuple[str, tuple[int, ...], bool]]:
     """The tensor handed to each step that ends a block, in graph order, with the
-    permutation that makes it NCHW."""
+    permutation that makes it NCHW and whether the step pools globally (the head)."""
     graph = top.graph
-    ends: list[tuple[str, tuple[int, ...]]] = []
+    ends: list[tuple[str, tuple[int, ...], bool]] = []
     for node in graph.nodes:
         x = node.input[0] if node.input else ""
         shape = graph.shapes.get(x, ())
@@ -135,7 +135,7 @@ def _block_ends(top: _Topology) -> list[tuple[str, tuple[int, ...]]]:
         else:
             lowers = False
         if lowers and not _is_gate(top, node.output[0], shape):
-            ends.append((x, perm))
+            ends.append((x, perm, node.op_type not in WINDOWED))
     return ends
 
 
@@ -213,7 +213,7 @@ def find_taps(graph: StaticGraph, image: str) -> list[FoundTap]:
     if not ends:
         raise ExportError("the model never lowers the spatial resolution: no convolutional blocks to explain")
     taps: list[FoundTap] = []
-    for end, end_perm in ends:
+    for end, end_perm, into_head in ends:
         tensor, perm = _walk_data_movement(top, end, end_perm)
         tensor, perm = _across_expansion(top, tensor, perm)
         found = _nearest_dominator(top, tensor, perm)
@@ -222,7 +222,7 @@ def find_taps(graph: StaticGraph, image: str) -> list[FoundTap]:
         tensor, perm = _walk_data_movement(top, *found)
         producer = top.producer.get(tensor)
         if tensor == image or tensor in graph.inputs or len(graph.shapes[tensor]) != 4 or (
-                producer is not None and producer.op_type in POOLS):  # a pooled map repeats its input
+                into_head and producer is not None and producer.op_type in POOLS):  # pooled straight into the head
             continue
         if tensor not in top.dominators:
             tensor, perm = found

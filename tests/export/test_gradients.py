@@ -21,7 +21,7 @@ from onnx_sise_export import (
     export_explainable,
     find_taps,
 )
-from onnx_sise_export.gradient import explanation_function
+from onnx_sise_export.autograd import explanation_function
 from onnx_sise_export.pipeline import _against_float64
 
 
@@ -106,13 +106,26 @@ def test_maxpool_and_residual_gradients_match_autograd(tmp_path: Path) -> None:
         np.testing.assert_allclose(ours[0], expected.numpy()[0], rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
 
 
-def test_layer_without_onnx_backward_is_named(tmp_path: Path) -> None:
+def test_transposed_convolution_gradients_match_autograd(tmp_path: Path) -> None:
+    """ConvTranspose, which the torch-traced export refused, differentiates in ONNX."""
+    torch.manual_seed(1)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3, 1, 1), torch.nn.MaxPool2d(2), torch.nn.ConvTranspose2d(4, 4, 2, 2),
         torch.nn.Conv2d(4, 4, 3, 2, 1),
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
     ).eval()
-    with pytest.raises(ExportError, match="transposed convolutions"):
+    info = export_explainable(model, tmp_path / "deconv.sise.onnx", model_name="deconv", input_spec=InputSpec(32, 32))
+    assert info.verification["gradients"] < GRADIENT_L2_TOLERANCE and info.verification["alpha"] < ALPHA_TOLERANCE
+
+
+def test_an_op_without_a_rule_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    class CumulativeHead(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.cumsum(1)
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 2, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3), CumulativeHead()).eval()
+    with pytest.raises(ExportError, match=r"op CumSum \(node '.*'\) has no gradient rule"):
         export_explainable(model, tmp_path / "bad.sise.onnx", model_name="bad", input_spec=InputSpec(32, 32))
     assert not list(tmp_path.iterdir())
 
@@ -156,3 +169,23 @@ def test_float64_check_refuses_gradients_two_percent_off() -> None:
     off = _against_float64(model, sites, "logits", image, (weights, weights * 0.01), [g * 1.02 for g in float32],
                            float32)
     assert off["float64_within_float32"] > 1.0
+
+
+@pytest.mark.slow
+def test_lite0_maps_equal_the_torch_traced_export(lite0_path: Path, tmp_path: Path, photos: Path) -> None:
+    """The ONNX-native path gives the maps of the torch-traced exporter it replaced
+    (tests/previous_export.py: that exporter, read from git history, run in this test)."""
+    from previous_export import BASELINE_COMMIT, previous_export
+
+    old_path = previous_export("efficientnet-lite0", tmp_path / "old.sise.onnx", tmp_path / "baseline")
+    if old_path is None:
+        pytest.skip(f"commit {BASELINE_COMMIT} is not in this clone's history (a shallow clone)")
+    new, old = Explainer(lite0_path), Explainer(old_path)
+    assert [(t.source, t.channels, t.height) for t in new.info.taps] == \
+        [(t.source, t.channels, t.height) for t in old.info.taps]
+    for photo in ("coffee.png", "chelsea.png"):
+        for method in ("sise", "gradcam"):
+            ours, theirs = new.explain(photos / photo, method=method), old.explain(photos / photo, method=method)
+            for block, values in ours.block_maps.items():
+                r = np.corrcoef(values.ravel(), theirs.block_maps[block].ravel())[0, 1]
+                assert r >= 0.999, (photo, method, block, r)

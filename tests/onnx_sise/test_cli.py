@@ -14,6 +14,7 @@ import pytest
 
 # Runs the CLI with torch and the exporter blocked: `import torch` raises ImportError.
 NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['onnx_sise_export'] = None; "
+            "sys.modules['onnx2torch'] = None; sys.modules['torchvision'] = None; "
             "from onnx_sise.cli import main; code = main(sys.argv[1:]); "
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]; sys.exit(code)")
 # Coffee cup in skimage's coffee.png (400 x 600): rim and body, drawn by hand.
@@ -107,8 +108,25 @@ def test_plain_onnx_without_metadata(tmp_path: Path, photos: Path, out_dir: Path
     onnx.save(model, tmp_path / "plain.onnx")
     done = run_cli("explain", tmp_path / "plain.onnx", photos / "coffee.png", "--out", out_dir,
                    "--cache-dir", tmp_path / "cache")
-    # torch is blocked here, so the one-time preparation of a plain ONNX cannot run
-    _assert_refused(done, "is a plain ONNX model; preparing it once needs the export extras", out_dir)
+    # the preparation runs (torch is not needed) and refuses a model that is no classifier
+    _assert_refused(done, "the model's first output has shape [1, 3, 8, 8]: expected class scores", out_dir)
+
+
+def test_plain_onnx_is_prepared_and_explained_without_torch(tmp_path: Path, photos: Path, out_dir: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent / "preparation"))
+    from foreign_models import build
+
+    model = build(tmp_path / "plain.onnx", layout="NHWC", softmax=True, opset=13, head="dynamic_reshape")
+    prepared = tmp_path / "plain.sise.onnx"
+    done = run_cli("export", model, "-o", prepared, "--check", "float64")
+    assert done.returncode == 0, done.stderr
+    assert "float64_directional" in done.stdout and prepared.is_file()
+    for method in ("sise", "ada-sise", "gradcam"):
+        done = run_cli("explain", model, photos / "coffee.png", "--method", method, "--out", out_dir,
+                       "--cache-dir", tmp_path / "cache")
+        assert done.returncode == 0, done.stderr
+        saliency = np.load(out_dir / f"coffee.{method}.npy")
+        assert saliency.shape == (400, 600) and np.isfinite(saliency).all() and saliency.max() > saliency.min()
 
 
 def test_unwritable_output_directory(lite0_path: Path, photos: Path, tmp_path: Path) -> None:

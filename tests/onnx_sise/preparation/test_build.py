@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from foreign_models import CLASSES, SIZE, build, refusal_models
 
 from onnx_sise.errors import ExportError
-from onnx_sise_export.foreign import prepare_onnx
+from onnx_sise.preparation import prepare_onnx
 
 VARIANTS = {
     "nhwc_softmax": dict(layout="NHWC", softmax=True, opset=17),
@@ -102,16 +101,49 @@ def test_plain_nhwc_softmax_model_is_explained_and_cached(tmp_path: Path) -> Non
     cv2.imwrite(str(photo), (np.random.default_rng(3).random((45, 61, 3)) * 255).astype(np.uint8))
     runs = []
     for _ in range(2):
-        started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "onnx_sise", "explain", str(model), str(photo), "--out",
                                str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
                               capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=600)
-        runs.append((time.perf_counter() - started, done))
+        runs.append(done)
         assert done.returncode == 0, done.stderr
-    assert "prepared now and cached" in runs[0][1].stdout
-    assert "reused from the cache" in runs[1][1].stdout and "prepared now" not in runs[1][1].stdout
-    assert runs[1][0] < runs[0][0]
+    assert "prepared now and cached" in runs[0].stdout
+    assert "reused from the cache" in runs[1].stdout and "prepared now" not in runs[1].stdout
     saliency = np.load(tmp_path / "out" / "photo.sise.npy")
     assert saliency.shape == (45, 61) and np.isfinite(saliency).all()
     assert saliency.min() >= 0 and saliency.max() <= 1 and saliency.max() > 0
     assert len(list((tmp_path / "cache").glob("*.sise.onnx"))) == 1
+
+
+def test_code_in_names_and_metadata_has_no_effect(tmp_path: Path, photos: Path) -> None:
+    """Node names, tensor and initializer names, doc strings and metadata holding Python
+    code are strings to the preparation, never code."""
+    from onnx_sise import Explainer
+    from onnx_sise.preparation.subgraphs import rename_everywhere
+
+    marker = tmp_path / "PWNED"
+    payload = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    model = onnx.load(str(build(tmp_path / "plain.onnx", softmax=True)))
+    graph = model.graph
+    names = {n for node in graph.node for n in (*node.input, *node.output) if n} | {t.name for t in graph.initializer}
+    rename_everywhere(graph, {n: f"{n};{payload}#" for n in names})
+    for node in graph.node:
+        node.name = f"{node.name}\n{payload}"
+        node.doc_string = payload
+    graph.doc_string = model.doc_string = payload
+    model.metadata_props.add(key="exec", value=payload)
+    model.metadata_props.add(key="onnx_sise_code", value=f"eval({payload!r})")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "code.onnx"))
+    info = prepare_onnx(tmp_path / "code.onnx", tmp_path / "code.sise.onnx")
+    assert any(payload in t.source for t in info.taps)
+    result = Explainer(tmp_path / "code.sise.onnx").explain(photos / "coffee.png", method="sise")
+    assert np.isfinite(result.saliency).all() and not marker.exists()
+
+
+@pytest.mark.parametrize("opset", range(9, onnx.defs.onnx_opset_version() + 1))
+def test_every_opset_from_9_to_the_newest_onnx_knows(tmp_path: Path, opset: int) -> None:
+    source = build(tmp_path / f"opset{opset}.onnx", opset=opset, softmax=opset % 2 == 0,
+                   layout="NHWC" if opset % 3 == 0 else "NCHW", head="dynamic_reshape" if opset >= 11 else "gap")
+    info = prepare_onnx(source, tmp_path / "prepared.sise.onnx", check="float64")
+    assert info.verification["float64_directional"] < 1e-6
+    assert [(t.channels, t.height) for t in info.taps] == [(8, 32), (8, 16), (16, 8)]
