@@ -104,6 +104,13 @@ def verify(joined: onnx.ModelProto, model: onnx.ModelProto, image_name: str, inf
     tolerance = FLOAT64_TOLERANCE if mode == "float64" else FLOAT32_TOLERANCE
     errors = _directional(gradient, taps, feeds, mode == "float64", tolerance)
     report[f"{mode}_directional"] = max(errors)
+    if max(errors) > tolerance and mode == "float32" and check == "auto":
+        # float32 differences can drown in rounding (a near-uniform softmax, a deep ReLU
+        # stack): the exact check decides, however long it takes.
+        log.warning("the float32 smoke check missed by %.2g; running the float64 check", max(errors))
+        mode, tolerance = "float64", FLOAT64_TOLERANCE
+        errors = _directional(gradient, taps, feeds, True, tolerance)
+        report["float64_directional"] = max(errors)
     report["check_seconds"] = round(time.perf_counter() - started, 2)
     if max(errors) > tolerance:
         worst = int(np.argmax(errors)) // DIRECTIONS

@@ -50,11 +50,10 @@ def _exact_ops() -> list[type]:
     """Reference kernels replaced where onnx's own are inexact or slow for this check:
     Erf and Gelu (float32-accurate approximations), ScatterElements (a Python loop per
     element), Conv and ConvTranspose (a Python loop per group; wrong shapes for groups of
-    more than one channel), MaxPool's indices (per channel), Pad (no negative pads)."""
+    more than one channel), MaxPool (a Python loop per output; indices per channel), Pad (no negative pads)."""
     import math
 
     from onnx.reference.op_run import OpRun
-    from onnx.reference.ops.op_max_pool import MaxPool as ReferenceMaxPool
     from onnx.reference.ops.op_pad import Pad_18 as ReferencePad
 
     class Erf(OpRun):
@@ -75,12 +74,12 @@ def _exact_ops() -> list[type]:
                 raise NotImplementedError(f"ScatterElements reduction {reduction}")
             return (out,)
 
-    class MaxPool(ReferenceMaxPool):
-        def _run(self, x, **kwargs):  # noqa: ANN001, ANN202
-            values = super()._run(x, **kwargs)
-            if len(self.output) < 2 or not self.output[1]:
-                return values
-            return values[0], _max_pool_indices(x, values[0].shape, kwargs)
+    class MaxPool(OpRun):
+        def _run(self, x, auto_pad=None, ceil_mode=None, dilations=None, kernel_shape=None, pads=None,  # noqa: ANN001, ANN202
+                 storage_order=None, strides=None):
+            values, indices = _max_pool(x, dict(auto_pad=auto_pad, ceil_mode=ceil_mode, dilations=dilations,
+                                                kernel_shape=kernel_shape, pads=pads, strides=strides))
+            return (values, indices) if len(self.output) > 1 and self.output[1] else (values,)
 
     class Gelu(OpRun):
         def _run(self, x, approximate="none"):  # noqa: ANN001, ANN202
@@ -128,10 +127,11 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, auto_pad: str, dil
     out = [(p - d * (k - 1) - 1) // s + 1 for p, k, s, d in zip(padded.shape[2:], kernel, strides, dilations)]
     xg = padded.reshape(n, group, c // group, *padded.shape[2:])
     wg = w.reshape(group, m // group, c // group, *kernel)
-    y = np.zeros((n, group, m // group, *out), np.result_type(x, w))
+    y = np.zeros((n, group, m // group, int(np.prod(out))), np.result_type(x, w))
     for offset in np.ndindex(*kernel):
         window = tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, d, s, o in zip(offset, dilations, strides, out))
-        y += np.einsum("ngc...,gmc->ngm...", xg[(slice(None),) * 3 + window], wg[(...,) + offset])
+        columns = xg[(slice(None),) * 3 + window].reshape(n, group, c // group, -1)
+        y += np.matmul(wg[(...,) + offset][None], columns)  # (1, g, m, c) @ (n, g, c, HW): BLAS
     y = y.reshape(n, m, *out)
     return y + b.reshape(1, m, *([1] * rank)) if b is not None else y
 
@@ -146,12 +146,101 @@ def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dilation
     pads = list(pads or [0] * (2 * rank))
     extra = list(output_padding or [0] * rank)
     full = [s * (size - 1) + (k - 1) * d + 1 + e for size, k, s, d, e in zip(spatial, kernel, strides, dilations, extra)]
-    xg = x.reshape(n, group, c // group, *spatial)
-    wg = w.reshape(group, c // group, m_per_group, *kernel)
+    xg = x.reshape(n, group, c // group, -1)
+    wg = np.swapaxes(w.reshape(group, c // group, m_per_group, *kernel), 1, 2)  # (g, m, c, *kernel)
     y = np.zeros((n, group, m_per_group, *full), np.result_type(x, w))
     for offset in np.ndindex(*kernel):
         window = tuple(slice(k * d, k * d + s * (size - 1) + 1, s) for k, d, s, size in zip(offset, dilations, strides, spatial))
-        y[(slice(None),) * 3 + window] += np.einsum("ngc...,gcm->ngm...", xg, wg[(...,) + offset])
+        y[(slice(None),) * 3 + window] += np.matmul(wg[(...,) + offset][None], xg).reshape(n, group, m_per_group, *spatial)
+    crop = tuple(slice(pads[i], full[i] - pads[rank + i]) for i in range(rank))
+    y = y.reshape(n, group * m_per_group, *full)[(slice(None), slice(None)) + crop]
+    return y + b.reshape(1, -1, *([1] * rank)) if b is not None else y
+
+
+def _max_pool(x: np.ndarray, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """MaxPool's values and flat arg-max indices over N*C*H*W, as onnxruntime computes
+    them, vectorised (the reference evaluator loops in Python per output element, and its
+    indices are per channel and off for overlapping windows)."""
+    spatial = x.shape[2:]
+    n = len(spatial)
+    kernel = list(attrs["kernel_shape"])
+    strides = list(attrs.get("strides") or [1] * n)
+    dilations = list(attrs.get("dilations") or [1] * n)
+    auto_pad = attrs.get("auto_pad") or "NOTSET"
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [-(-size // s) for size, s in zip(spatial, strides)]
+        pads = resolve_pads(auto_pad, None, spatial, kernel, strides, dilations, out)
+    else:
+        pads = resolve_pads(auto_pad, attrs.get("pads"), spatial, kernel, strides, dilations, spatial)
+        out = []
+        for i, (size, k, s, d) in enumerate(zip(spatial, kernel, strides, dilations)):
+            span = size + pads[i] + pads[n + i] - ((k - 1) * d + 1)
+            count = (-(-span // s) if attrs.get("ceil_mode") else span // s) + 1
+            if attrs.get("ceil_mode") and (count - 1) * s >= size + pads[i]:
+                count -= 1  # no window may start in the end padding
+            out.append(count)
+    taps = [window_taps(size, o, k, s, d, b)
+            for size, o, k, s, d, b in zip(spatial, out, kernel, strides, dilations, pads[:n])]
+    grids = np.meshgrid(*[t.reshape(-1) for t in taps], indexing="ij")  # every (window, tap) pair per axis
+    valid = np.ones(grids[0].shape, bool)
+    for grid, size in zip(grids, spatial):
+        valid &= (grid >= 0) & (grid < size)
+    flat_spatial = np.ravel_multi_index([np.clip(g, 0, size - 1) for g, size in zip(grids, spatial)], spatial)
+    values = x.reshape(*x.shape[:2], -1)[:, :, flat_spatial.reshape(-1)].reshape(*x.shape[:2], *grids[0].shape)
+    values = np.where(valid, values, -np.inf)
+    shape = [d for t in taps for d in t.shape]  # (out_0, k_0, out_1, k_1, ...): outs first, taps last
+    order = [2 * i for i in range(n)] + [2 * i + 1 for i in range(n)]
+    values = values.reshape(*x.shape[:2], *shape).transpose([0, 1, *(2 + o for o in order)])
+    values = values.reshape(*x.shape[:2], *out, -1)
+    best = values.argmax(axis=-1)
+    picked = flat_spatial.reshape(shape).transpose(order).reshape(*out, -1)
+    spatial_index = np.take_along_axis(np.broadcast_to(picked, (*x.shape[:2], *picked.shape)), best[..., None], -1)[..., 0]
+    channel_offset = (np.arange(x.shape[0])[:, None] * x.shape[1] + np.arange(x.shape[1])[None, :]) * int(np.prod(spatial))
+    indices = spatial_index + channel_offset.reshape(*x.shape[:2], *([1] * n))
+    return np.take_along_axis(values, best[..., None], -1)[..., 0], indices.astype(np.int64)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, auto_pad: str, dilations: list | None, group: int,
+          pads: list | None, strides: list | None) -> np.ndarray:
+    """Grouped N-D convolution, one einsum per kernel offset (the reference loops per group)."""
+    n, c, *spatial = x.shape
+    m, _, *kernel = w.shape
+    rank = len(spatial)
+    strides, dilations = list(strides or [1] * rank), list(dilations or [1] * rank)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [-(-size // s) for size, s in zip(spatial, strides)]
+    else:
+        out = None
+    pads = resolve_pads(auto_pad, pads, spatial, kernel, strides, dilations, out or spatial)
+    padded = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)])
+    out = [(p - d * (k - 1) - 1) // s + 1 for p, k, s, d in zip(padded.shape[2:], kernel, strides, dilations)]
+    xg = padded.reshape(n, group, c // group, *padded.shape[2:])
+    wg = w.reshape(group, m // group, c // group, *kernel)
+    y = np.zeros((n, group, m // group, int(np.prod(out))), np.result_type(x, w))
+    for offset in np.ndindex(*kernel):
+        window = tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, d, s, o in zip(offset, dilations, strides, out))
+        columns = xg[(slice(None),) * 3 + window].reshape(n, group, c // group, -1)
+        y += np.matmul(wg[(...,) + offset][None], columns)  # (1, g, m, c) @ (n, g, c, HW): BLAS
+    y = y.reshape(n, m, *out)
+    return y + b.reshape(1, m, *([1] * rank)) if b is not None else y
+
+
+def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dilations: list | None, group: int,
+                    output_padding: list | None, pads: list | None, strides: list | None) -> np.ndarray:
+    """Grouped N-D transposed convolution: each kernel offset scatters one einsum."""
+    n, c, *spatial = x.shape
+    _, m_per_group, *kernel = w.shape
+    rank = len(spatial)
+    strides, dilations = list(strides or [1] * rank), list(dilations or [1] * rank)
+    pads = list(pads or [0] * (2 * rank))
+    extra = list(output_padding or [0] * rank)
+    full = [s * (size - 1) + (k - 1) * d + 1 + e for size, k, s, d, e in zip(spatial, kernel, strides, dilations, extra)]
+    xg = x.reshape(n, group, c // group, -1)
+    wg = np.swapaxes(w.reshape(group, c // group, m_per_group, *kernel), 1, 2)  # (g, m, c, *kernel)
+    y = np.zeros((n, group, m_per_group, *full), np.result_type(x, w))
+    for offset in np.ndindex(*kernel):
+        window = tuple(slice(k * d, k * d + s * (size - 1) + 1, s) for k, d, s, size in zip(offset, dilations, strides, spatial))
+        y[(slice(None),) * 3 + window] += np.matmul(wg[(...,) + offset][None], xg).reshape(n, group, m_per_group, *spatial)
     crop = tuple(slice(pads[i], full[i] - pads[rank + i]) for i in range(rank))
     y = y.reshape(n, group * m_per_group, *full)[(slice(None), slice(None)) + crop]
     return y + b.reshape(1, -1, *([1] * rank)) if b is not None else y

@@ -202,3 +202,20 @@ def test_an_op_without_a_rule_is_refused_by_type_and_node_name() -> None:
     model = objective_model([helper.make_node("Hardmax", ["x"], ["y"], name="the_hardmax")], {"x": x}, "y", (1, 4))
     with pytest.raises(ExportError, match="op Hardmax .*node 'the_hardmax'.* no gradient rule"):
         check_gradient(model, {"x": x}, ["x"])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float64_kernels_compute_what_onnxruntime_computes(name: str) -> None:
+    """The float64 evaluator (with its own Conv, ConvTranspose, MaxPool, Pad, ... kernels)
+    against onnxruntime float32 on every case's forward graph."""
+    import onnxruntime as ort
+
+    from onnx_sise.preparation.float64 import evaluate
+
+    nodes, inputs, inits, _, opset = CASES[name]
+    model = objective_model(nodes, inputs, "y", _output_shape(CASES[name]), inits, opset=opset)
+    model.graph.output.append(helper.make_tensor_value_info("y", 1, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (fast,) = session.run(["y"], inputs)
+    (exact,) = evaluate(model, inputs, ["y"])
+    np.testing.assert_allclose(exact, fast, rtol=1e-4, atol=1e-5 * float(np.abs(fast).max()))
