@@ -97,10 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "inferred from a final Softmax/Sigmoid node for a plain ONNX)")
     export.add_argument("--taps", default="", help="comma-separated taps: tensor names of a plain ONNX, module names "
                                                    "of a --zoo model (default: one per block, found automatically)")
-    export.add_argument("--check", choices=CHECKS, default="auto",
+    export.add_argument("--check", choices=CHECKS, default=None,
                         help="gradient check against central differences: float64 (onnx's reference evaluator, "
                              "exact, slow on big models), float32 (onnxruntime, a smoke check) or auto (float64 "
-                             "where affordable) (default: auto)")
+                             "where affordable) (default: auto for a plain ONNX; a --zoo export is checked "
+                             "against torch autograd, and also this way when given)")
 
     variant = commands.add_parser("variant", help="write a copy of the masked-pass graph in another precision "
                                                    "(needs onnx)")
@@ -275,13 +276,13 @@ def run_export(args: argparse.Namespace) -> None:
         except ImportError as exc:
             raise SiseError(f"export --zoo needs torch ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
         info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind or "logits",
-                          check=args.check)
+                          check=args.check or "none")
     else:
         from .preparation import InputOverrides, prepare_onnx
 
         overrides = InputOverrides(layout=args.layout, size=args.input_size, color=args.color, scale=args.scale,
                                    mean=args.mean, std=args.std, output_kind=args.output_kind)
-        info = prepare_onnx(args.model, args.output, overrides, taps, check=args.check)
+        info = prepare_onnx(args.model, args.output, overrides, taps, check=args.check or "auto")
         print(describe_input(info))
     blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
     checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())

@@ -23,7 +23,7 @@ from onnx_sise.errors import ExportError
 from onnx_sise.model_info import ModelInfo
 
 from . import compose
-from .float64 import evaluate
+from .float64 import Float64Evaluator, evaluate
 from .static_graph import StaticGraph
 
 if TYPE_CHECKING:
@@ -91,9 +91,12 @@ def _perturbable(graph: StaticGraph, taps: Sequence[str]) -> onnx.ModelProto:
 
 def verify(joined: onnx.ModelProto, model: onnx.ModelProto, image_name: str, info: ModelInfo,
            gradient: GradientGraph, taps: Sequence[str], example: np.ndarray, check: str) -> dict[str, float]:
-    """Measured errors of the prepared file (ExportError beyond the tolerances)."""
+    """Measured errors of the prepared file (ExportError beyond the tolerances); with
+    check "none" the scores only (the caller checks the gradients another way)."""
     started = time.perf_counter()
     report = _scores(joined, model, image_name, info, example)
+    if check == "none":
+        return report
     forward = gradient.forward
     mode = check if check != "auto" else ("float64" if multiply_adds(forward) <= FLOAT64_MAX_MACS else "float32")
     scores = np.asarray(forward.values[compose.SCORES])
@@ -145,9 +148,11 @@ def _directional(gradient: GradientGraph, taps: Sequence[str], feeds: dict[str, 
     zeros = {f"{compose.PREFIX}delta/{t}": np.zeros(forward.shapes[t], np.float32) for t in taps}
     if exact:
         values = evaluate(grad_model, feeds)
+        del grad_model
+        evaluator = Float64Evaluator(perturbable)
 
         def objective(deltas: dict[str, np.ndarray]) -> float:
-            return float(evaluate(perturbable, {**feeds, **zeros, **deltas}, [compose.OBJECTIVE])[0])
+            return float(evaluator.run({**feeds, **zeros, **deltas}, [compose.OBJECTIVE])[0])
     else:
         values = _session(grad_model).run(None, feeds)
         session = _session(perturbable)

@@ -278,13 +278,23 @@ def _max_pool_indices(x: np.ndarray, out_shape: tuple[int, ...], attrs: dict) ->
     return (spatial_index + channel_offset.reshape(*x.shape[:2], *([1] * n))).astype(np.int64)
 
 
-def evaluate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
-    """Run `model` in float64 with onnx's reference evaluator."""
-    from onnx.reference import ReferenceEvaluator
+class Float64Evaluator:
+    """`model` converted to float64 once, run as often as needed by onnx's reference
+    evaluator (a big model's weights are copied once, not per run)."""
 
-    wide = widened(model)
-    feeds = {k: np.asarray(v, np.float64) if np.asarray(v).dtype == np.float32 else v for k, v in feeds.items()}
-    return ReferenceEvaluator(wide, new_ops=_exact_ops()).run(outputs, feeds)
+    def __init__(self, model: onnx.ModelProto) -> None:
+        from onnx.reference import ReferenceEvaluator
+
+        self._evaluator = ReferenceEvaluator(widened(model), new_ops=_exact_ops())
+
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+        feeds = {k: np.asarray(v, np.float64) if np.asarray(v).dtype == np.float32 else v for k, v in feeds.items()}
+        return self._evaluator.run(outputs, feeds)
+
+
+def evaluate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+    """Run `model` once in float64 with onnx's reference evaluator."""
+    return Float64Evaluator(model).run(feeds, outputs)
 
 
 
