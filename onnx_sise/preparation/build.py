@@ -23,17 +23,19 @@ from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, GraphNames, InputSpec, ModelInfo, Tap
 
 from . import compose
-from .check import CHECKS, verify
+from .check import verify
 from .differentiate import differentiate
 from .emitter import Emitter
+from .options import CHECKS
 from .plain_model import InputOverrides, describe_input, image_input, output_kind_of, read_model
 from .static_graph import NONDETERMINISTIC, SHAPE_READERS, StaticGraph, inlined, lifted, normalise
-from .subgraphs import rename_everywhere, attach_graph, scoring_model, set_metadata
+from .subgraphs import attach_graph, rename_everywhere, scoring_model, set_metadata
 from .taps import FoundTap, find_taps
 
 log = logging.getLogger("onnx_sise.prepare")
 MASK_SIZE = 28
 MASK_BATCH = 20
+DEFAULT_OVERRIDES = InputOverrides()
 
 
 @dataclass
@@ -59,7 +61,7 @@ def example_image(spec: InputSpec, seed: int = 0) -> np.ndarray:
 
 
 def prepare_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str],
-                 overrides: InputOverrides = InputOverrides(), taps: Sequence[str] = (), *,
+                 overrides: InputOverrides = DEFAULT_OVERRIDES, taps: Sequence[str] = (), *,
                  labels: Sequence[str] = (), check: str = "auto") -> ModelInfo:
     """Write an explainable ONNX for the plain ONNX classifier at `path`."""
     path = Path(path)
@@ -68,7 +70,7 @@ def prepare_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str],
 
 
 def prepare_model(model: onnx.ModelProto, out: str | os.PathLike[str], *, model_name: str,
-                  overrides: InputOverrides = InputOverrides(), taps: Sequence[str] = (), labels: Sequence[str] = (),
+                  overrides: InputOverrides = DEFAULT_OVERRIDES, taps: Sequence[str] = (), labels: Sequence[str] = (),
                   check: str = "auto") -> ModelInfo:
     """Write an explainable ONNX for `model` at `out` and return its metadata.
 

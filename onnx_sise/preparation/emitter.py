@@ -13,7 +13,7 @@ class Emitter:
     """Appends nodes to `nodes` and constants to `constants`; every name it makes starts
     with `prefix`, so nothing it writes collides with the forward graph."""
 
-    def __init__(self, prefix: str, dtype: np.dtype = np.dtype(np.float32)) -> None:
+    def __init__(self, prefix: str, dtype: type = np.float32) -> None:
         self.prefix = prefix
         self.dtype = np.dtype(dtype)
         self.nodes: list[onnx.NodeProto] = []
@@ -44,15 +44,14 @@ class Emitter:
             self._small[key] = name
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, outputs: int = 1,
-           **attrs: object) -> str:
-        """One node; returns its (first) output name."""
-        names = [self.fresh(hint or op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
-        return names[0] if outputs == 1 else names  # type: ignore[return-value]
+    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, **attrs: object) -> str:
+        """One node with one output; returns the output's name."""
+        return self.op_outputs(op_type, inputs, 1, hint, **attrs)[0]
 
-    def op_outputs(self, op_type: str, inputs: Sequence[str], count: int, **attrs: object) -> list[str]:
-        names = [self.fresh(op_type.lower()) for _ in range(count)]
+    def op_outputs(self, op_type: str, inputs: Sequence[str], count: int, hint: str | None = None,
+                   **attrs: object) -> list[str]:
+        """One node with `count` outputs."""
+        names = [self.fresh(hint or op_type.lower()) for _ in range(count)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
         return names
 

@@ -58,22 +58,6 @@ def scoring_model(scoring: onnx.ModelProto, image_shape: tuple[int, ...], names:
     return scoring
 
 
-def attach_gradient(model: onnx.ModelProto, gradient: onnx.ModelProto, tap_names: list[str],
-                    image_shape: tuple[int, ...], num_classes: int, names: GraphNames) -> onnx.ModelProto:
-    """`model` with the gradient graph (logits, scores, activations, gradients of each tap)
-    behind the switch `names.gradient_switch`, so that masked passes do not run it."""
-    if len(gradient.graph.input) != 3:
-        raise ExportError("unexpected gradient graph inputs: expected (image, target_weights, logit_weights)")
-    expected_outputs = 2 + 2 * len(tap_names)
-    if len(gradient.graph.output) != expected_outputs:
-        raise ExportError(f"the gradient graph has {len(gradient.graph.output)} outputs, expected {expected_outputs}")
-    outputs = [names.logits, names.scores, *[f"activation/{t}" for t in tap_names],
-               *[f"gradient/{t}" for t in tap_names]]
-    return attach_graph(model, gradient, "gradient", [
-        (names.image, image_shape), (names.target_weights, (1, num_classes)), (names.logit_weights, (1, num_classes)),
-    ], outputs, names.gradient_switch)
-
-
 def set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
     for prop in model.metadata_props:
         if prop.key == key:

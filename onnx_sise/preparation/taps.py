@@ -27,6 +27,7 @@ DATA_MOVEMENT = ("Transpose", "Pad", "Identity", "Cast", "Dropout")
 POINTWISE = ("Relu", "Clip", "LeakyRelu", "PRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "Elu", "Selu",
              "Softplus", "Gelu", "Mish", "BatchNormalization", "Identity", "Cast", "Dropout")
 FLATTENING = ("Flatten", "Reshape")
+ARITHMETIC = ("Add", "Sub", "Mul", "Div", "Max", "Min")
 NCHW, NHWC = (0, 1, 2, 3), (0, 3, 1, 2)
 
 
@@ -175,6 +176,10 @@ def _across_expansion(top: _Topology, tensor: str, perm: tuple[int, ...]) -> tup
         if node.op_type in POINTWISE:
             current = node.input[0]
             continue
+        source = _activation_input(top, node)
+        if source is not None:
+            current = source
+            continue
         if node.op_type == "Conv" and perm == (0, 1, 2, 3):
             weight = top.graph.shapes.get(node.input[1], ())
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
@@ -185,6 +190,31 @@ def _across_expansion(top: _Topology, tensor: str, perm: tuple[int, ...]) -> tup
                 return source, perm
         break
     return tensor, perm
+
+
+def _activation_input(top: _Topology, node: object) -> str | None:
+    """The input of an activation written as arithmetic (paddle's HardSwish: x * clip(x +
+    3) / 6): an elementwise op whose operands are constants or computed from one of them
+    within a few ops; None for anything else (a residual Add joins two tensors)."""
+    if node.op_type not in ARITHMETIC:
+        return None
+    graph = top.graph
+    shape = graph.shapes.get(node.output[0])
+    operands = [i for i in node.input if i and i not in graph.constants]
+    if not operands or any(graph.shapes.get(i) != shape for i in operands):
+        return None
+    earliest = min(operands, key=lambda t: top.order.get(t, -1))
+    return earliest if all(o == earliest or _derived(top, o, earliest) for o in operands) else None
+
+
+def _derived(top: _Topology, tensor: str, source: str, hops: int = 4) -> bool:
+    frontier = [tensor]
+    for _ in range(hops):
+        frontier = [i for t in frontier if (n := top.producer.get(t)) is not None for i in n.input
+                    if i and i not in top.graph.constants]
+        if source in frontier:
+            return True
+    return False
 
 
 def _nearest_dominator(top: _Topology, tensor: str, perm: tuple[int, ...]) -> tuple[str, tuple[int, ...]] | None:
@@ -215,7 +245,8 @@ def find_taps(graph: StaticGraph, image: str) -> list[FoundTap]:
     taps: list[FoundTap] = []
     for end, end_perm, into_head in ends:
         tensor, perm = _walk_data_movement(top, end, end_perm)
-        tensor, perm = _across_expansion(top, tensor, perm)
+        if not into_head:  # the head's own 1x1 convolution (Lite0's 320 -> 1280) is the last block's end
+            tensor, perm = _across_expansion(top, tensor, perm)
         found = _nearest_dominator(top, tensor, perm)
         if found is None:
             continue

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from onnx_sise import Explainer, ModelError
 from onnx_sise.methods.igos import perturbed
 from onnx_sise.metrics import blurred
+from onnx_sise.preparation.compose import bilinear_matrix
 from onnx_sise.session import MaskGradient
 from onnx_sise_export import GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE
-from onnx_sise.preparation.compose import bilinear_matrix
 
 
 def test_bilinear_matrix_is_the_half_pixel_resize() -> None:
