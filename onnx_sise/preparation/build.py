@@ -104,7 +104,8 @@ def prepare_model(model: onnx.ModelProto, out: str | os.PathLike[str], *, model_
     joined = attach_graph(scoring_graph(model, plain, value.name, kind, shape, names), gradient.model, "gradient", [
         (names.image, shape), (names.target_weights, (1, num_classes)), (names.logit_weights, (1, num_classes)),
     ], [names.logits, names.scores, *[t.activation_output for t in info_taps],
-        *[t.gradient_output for t in info_taps]], names.gradient_switch)
+        *[t.gradient_output for t in info_taps]], names.gradient_switch,
+        branch_weights={w for n in gradient.forward.nodes if n.op_type == "Conv" for w in n.input[1:]})
     mask = mask_gradient_graph(model, value.name, kind, spec, example, num_classes)
     if mask is not None:
         joined = attach_graph(joined, mask, "mask", [

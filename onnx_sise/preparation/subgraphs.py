@@ -11,6 +11,7 @@ scoring graph alone, and the gradient call feeds `gradient/enabled` = true.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 
 import numpy as np
 import onnx
@@ -67,7 +68,7 @@ def set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
 
 
 def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inputs: list[tuple[str, tuple[int, ...]]],
-                 outputs: list[str], switch: str) -> onnx.ModelProto:
+                 outputs: list[str], switch: str, branch_weights: Collection[str] = ()) -> onnx.ModelProto:
     """`model` with the graph of `sub` added beside what it holds, behind a switch.
 
     `sub`'s inputs are renamed to `inputs` (name, shape of its zero default initializer,
@@ -77,7 +78,9 @@ def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inpu
     stored once. onnxruntime runs every node of a graph on every call, whatever the
     requested outputs, so the added nodes sit in the then-branch of an If on the bool
     input `switch` (default false): unless it is fed true, the outputs are empty and the
-    added graph costs nothing."""
+    added graph costs nothing. Initializers named in `branch_weights` are stored inside the
+    branch instead (a second copy): onnxruntime's blocked-layout (NCHWc) convolutions only
+    take weights and biases that are initializers of the graph the Conv is in."""
     sub = onnx.inliner.inline_local_functions(sub)
     g, s = model.graph, sub.graph
     if len(s.input) != len(inputs) or len(s.output) != len(outputs):
@@ -86,7 +89,10 @@ def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inpu
     existing = {_tensor_key(t): t.name for t in g.initializer}
     mapping: dict[str, str] = {}
     for tensor in s.initializer:
-        mapping[tensor.name] = existing.get(_tensor_key(tensor), f"{prefix}/{tensor.name}")
+        local = tensor.name in branch_weights
+        mapping[tensor.name] = f"{prefix}/{tensor.name}" if local else existing.get(_tensor_key(tensor),
+                                                                                   f"{prefix}/{tensor.name}")
+    local_names = {mapping[n] for n in branch_weights if n in mapping}
     for node in s.node:
         for name in node.output:
             mapping.setdefault(name, f"{prefix}/{name}")
@@ -111,7 +117,8 @@ def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inpu
         empty = np.zeros(empty_shape, dtype=onnx.helper.tensor_dtype_to_np_dtype(elem))
         empty_outputs.append(onnx.helper.make_node("Constant", [], [f"{prefix}/empty/{name}"],
                                                    value=numpy_helper.from_array(empty), name=f"{prefix}/empty/{name}"))
-    then_branch = onnx.helper.make_graph(list(s.node), f"{prefix}_on", [], branch_outputs, value_info=list(s.value_info))
+    then_branch = onnx.helper.make_graph(list(s.node), f"{prefix}_on", [], branch_outputs, value_info=list(s.value_info),
+                                         initializer=[t for t in s.initializer if t.name in local_names])
     else_branch = onnx.helper.make_graph(empty_outputs, f"{prefix}_off", [], [
         onnx.helper.make_tensor_value_info(n.output[0], v.type.tensor_type.elem_type, [None] * len(v.type.tensor_type.shape.dim))
         for n, v in zip(empty_outputs, s.output)])
@@ -128,7 +135,7 @@ def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inpu
         inputs=list(g.input) + list(s.input) + [onnx.helper.make_tensor_value_info(switch, onnx.TensorProto.BOOL, [])],
         outputs=list(g.output) + [onnx.helper.make_tensor_value_info(name, v.type.tensor_type.elem_type, None)
                                   for name, v in zip(outputs, s.output)],
-        initializer=list(g.initializer) + [t for t in s.initializer if t.name not in shared] + [
+        initializer=list(g.initializer) + [t for t in s.initializer if t.name not in shared | local_names] + [
             _zeros_default(value, shape) for value, (_, shape) in zip(s.input, inputs)] + [
             numpy_helper.from_array(np.array(False), name=switch)],
         value_info=list(g.value_info),
