@@ -44,6 +44,7 @@ bench: install
 	$(PY) -m pip install --quiet ".[bench]"
 	$(PY) benchmarks/bench_explain.py
 	$(PY) benchmarks/bench_levers.py
+	$(PY) benchmarks/bench_preparation.py
 	$(PY) benchmarks/ada_vs_sise.py
 	$(PY) benchmarks/evaluate_real_photos.py
 	$(PY) benchmarks/evaluate_refinements.py
