@@ -9,7 +9,7 @@ PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname
 
 .PHONY: demo test install check-no-cuda bench clean
 
-$(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h onnx_sise/*.py onnx_sise/*/*.py export/onnx_sise_export/*.py)
+$(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h onnx_sise/*.py onnx_sise/*/*.py onnx_sise/*/*/*.py export/onnx_sise_export/*.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
