@@ -28,7 +28,7 @@ from .differentiate import differentiate
 from .emitter import Emitter
 from .options import CHECKS
 from .plain_model import InputOverrides, describe_input, image_input, output_kind_of, read_model
-from .static_graph import NONDETERMINISTIC, SHAPE_READERS, StaticGraph, inlined, lifted, normalise
+from .static_graph import NONDETERMINISTIC, SHAPE_READERS, StaticGraph, inlined, lifted, normalise, reads
 from .subgraphs import attach_graph, rename_everywhere, scoring_model, set_metadata
 from .taps import FoundTap, find_taps
 
@@ -134,6 +134,12 @@ def _named_taps(graph: StaticGraph, names: Sequence[str]) -> list[FoundTap]:
     flat = [n for n in names if len(graph.shapes[n]) != 4]
     if flat:
         raise ExportError(f"--taps names tensors that are not 4-D feature maps: {', '.join(flat)[:300]}")
+    fixed = [n for n in names if n in graph.constants or n in graph.inputs]
+    if fixed:
+        raise ExportError(f"--taps names weights or inputs, not feature maps computed from the image: "
+                          f"{', '.join(fixed)[:300]}")
+    if len(set(names)) != len(names):
+        raise ExportError("--taps names a tensor twice")
     return [FoundTap(n) for n in names]
 
 
@@ -212,7 +218,7 @@ def scoring_graph(model: onnx.ModelProto, plain: StaticGraph, image_name: str, k
     constants = {t.name for t in model.graph.initializer}
     nodes, folded = [], []
     for node in model.graph.node:
-        pure = node.op_type not in SHAPE_READERS + NONDETERMINISTIC and all(i in constants for i in node.input if i)
+        pure = node.op_type not in SHAPE_READERS + NONDETERMINISTIC and all(i in constants for i in reads(node))
         if pure and all(o in plain.values for o in node.output if o):
             for o in node.output:
                 if o:
@@ -248,7 +254,7 @@ def _live(nodes: list[onnx.NodeProto], output: str) -> list[onnx.NodeProto]:
     for node in reversed(nodes):
         if any(o in wanted for o in node.output):
             live.append(node)
-            wanted.update(i for i in node.input if i)
+            wanted.update(reads(node))
     return live[::-1]
 
 
@@ -263,6 +269,8 @@ def _runs_batched(scoring: onnx.ModelProto, shape: tuple[int, ...]) -> bool:
         alone = np.concatenate([session.run(None, {scoring.graph.input[0].name: b[None]})[0] for b in batch])
     except Exception:  # onnxruntime's own error types: the graph fixes the batch
         return False
+    if not np.isfinite(alone).all():
+        raise ExportError("the model returns NaN or infinite scores on random inputs: check its weights")
     return together.shape == alone.shape and np.allclose(together, alone, rtol=1e-4, atol=1e-6)
 
 

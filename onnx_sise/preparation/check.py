@@ -58,8 +58,11 @@ def multiply_adds(graph: StaticGraph) -> float:
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 4
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own error types
+        raise ExportError(f"onnxruntime cannot load the prepared model ({str(exc).splitlines()[0][:200]})") from None
 
 
 def _relative(actual: np.ndarray, expected: np.ndarray) -> float:

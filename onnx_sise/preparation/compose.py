@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_sise.errors import ExportError
+
 PREFIX = "onnx_sise::"
 IMAGE = PREFIX + "image"
 TARGET_WEIGHTS = PREFIX + "target_weights"
@@ -34,6 +36,11 @@ def score_head(kind: str, logits: str, scores: str, axis: int = -1) -> onnx.Node
 
 def _retargeted(model: onnx.ModelProto, image_name: str, new_input: str) -> tuple[list[onnx.NodeProto], str]:
     """The classifier's nodes reading `new_input` where they read the image, and its output."""
+    taken = [n for n in (*(o for node in model.graph.node for o in node.output), *(t.name for t in model.graph.initializer))
+             if n.startswith(PREFIX)]
+    if taken:
+        raise ExportError(f"the model names a tensor {taken[0][:100]!r}: names starting with {PREFIX!r} are "
+                          "reserved for onnx_sise; rename it")
     nodes = []
     for node in model.graph.node:
         copy = onnx.NodeProto()

@@ -13,6 +13,8 @@ from onnx_sise.errors import ExportError
 from onnx_sise.model_files import check_external_data
 from onnx_sise.model_info import InputSpec
 
+MAX_INPUT_PIXELS = 4096 * 4096
+
 
 @dataclass(frozen=True)
 class InputOverrides:
@@ -71,6 +73,9 @@ def describe_input(value: onnx.ValueInfoProto, overrides: InputOverrides) -> Inp
     if height is None or width is None:
         raise ExportError(f"input {value.name!r} has a dynamic spatial size {dims}: prepare it with "
                           "`python -m onnx_sise export MODEL --input-size H,W -o MODEL.sise.onnx`")
+    if height * width > MAX_INPUT_PIXELS:
+        raise ExportError(f"input {value.name!r} is {height}x{width}: more than {MAX_INPUT_PIXELS} pixels "
+                          "(an image classifier's input is smaller; set --input-size)")
     if channels != 3:
         raise ExportError(f"input {value.name!r} has {channels} channels: only 3-channel image models are supported")
     return InputSpec(height=height, width=width, channels=3, layout=layout, color=overrides.color,

@@ -119,7 +119,7 @@ def with_input_shapes(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ..
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # the error comes back as one line of ours
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
@@ -157,21 +157,24 @@ def probe(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, 
 def normalise(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> StaticGraph:
     """`model` with the shapes of `feeds` fixed and its constant sub-graphs folded."""
     model = with_input_shapes(lifted(inlined(model)), {k: v.shape for k, v in feeds.items()})
+    outputs = [o.name for o in model.graph.output]
+    live = _live(list(model.graph.node), outputs)  # nothing off the path to the outputs is run
+    del model.graph.node[:]
+    model.graph.node.extend(live)
     values = probe(model, feeds)
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     kept: list[onnx.NodeProto] = []
     for node in model.graph.node:
-        if any(s.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for s in node.attribute) and \
-                not all(i in constants for i in node.input if i):
+        constant_inputs = all(i in constants for i in reads(node))
+        if holds_graph(node) and not constant_inputs:
             raise ExportError(f"op {node.op_type} (node {node.name!r}) holds a sub-graph on the data path: control "
                               "flow cannot be differentiated; export the classifier without it")
         foldable = node.domain in ("", "ai.onnx") and node.op_type not in NONDETERMINISTIC and (
-            node.op_type in SHAPE_READERS or all(i in constants for i in node.input if i))
+            node.op_type in SHAPE_READERS or constant_inputs)
         if foldable and all(o in values for o in node.output if o):
             constants.update({o: values[o] for o in node.output if o})
         else:
             kept.append(node)
-    outputs = [o.name for o in model.graph.output]
     nodes = _live(kept, outputs)
     inputs = [i.name for i in model.graph.input]
     shapes = {k: tuple(int(d) for d in np.shape(v)) for k, v in values.items()}
@@ -184,6 +187,23 @@ def normalise(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> Static
     return StaticGraph(nodes, constants, shapes, dtypes, inputs, outputs, opset_of(model), values)
 
 
+def holds_graph(node: onnx.NodeProto) -> bool:
+    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
+
+
+def reads(node: onnx.NodeProto) -> set[str]:
+    """Every tensor `node` reads: its inputs and, for If/Loop/Scan, the outer-scope names
+    its sub-graphs use."""
+    names = {i for i in node.input if i}
+    for attribute in node.attribute:
+        graphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+        for graph in graphs:
+            inner = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {
+                o for n in graph.node for o in n.output}
+            names |= {i for n in graph.node for i in reads(n) if i not in inner}
+    return names
+
+
 def _live(nodes: list[onnx.NodeProto], outputs: Iterable[str]) -> list[onnx.NodeProto]:
     """The nodes that some output depends on, in their order."""
     wanted = set(outputs)
@@ -191,5 +211,5 @@ def _live(nodes: list[onnx.NodeProto], outputs: Iterable[str]) -> list[onnx.Node
     for node in reversed(nodes):
         if any(o in wanted for o in node.output):
             live.append(node)
-            wanted.update(i for i in node.input if i)
+            wanted.update(reads(node))
     return live[::-1]

@@ -88,16 +88,16 @@ def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inpu
                           f"expected {len(inputs)} and {len(outputs)}")
     existing = {_tensor_key(t): t.name for t in g.initializer}
     mapping: dict[str, str] = {}
+    inner = f"{prefix}/t/"  # no input, output or switch name starts with it
     for tensor in s.initializer:
         local = tensor.name in branch_weights
-        mapping[tensor.name] = f"{prefix}/{tensor.name}" if local else existing.get(_tensor_key(tensor),
-                                                                                   f"{prefix}/{tensor.name}")
+        mapping[tensor.name] = inner + tensor.name if local else existing.get(_tensor_key(tensor), inner + tensor.name)
     local_names = {mapping[n] for n in branch_weights if n in mapping}
     for node in s.node:
         for name in node.output:
-            mapping.setdefault(name, f"{prefix}/{name}")
+            mapping.setdefault(name, inner + name)
     for value in s.value_info:
-        mapping.setdefault(value.name, f"{prefix}/{value.name}")
+        mapping.setdefault(value.name, inner + value.name)
     mapping.update({value.name: name for value, (name, _) in zip(s.input, inputs)})
     mapping.update({value.name: f"{prefix}/branch/{name}" for value, name in zip(s.output, outputs)})
     for index, node in enumerate(s.node):

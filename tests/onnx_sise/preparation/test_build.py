@@ -13,9 +13,10 @@ import onnx.utils
 import onnxruntime as ort
 import pytest
 from foreign_models import CLASSES, SIZE, build, refusal_models
+from onnx import numpy_helper
 
 from onnx_sise.errors import ExportError
-from onnx_sise.preparation import prepare_onnx
+from onnx_sise.preparation import InputOverrides, prepare_onnx
 
 VARIANTS = {
     "nhwc_softmax": dict(layout="NHWC", softmax=True, opset=17),
@@ -147,3 +148,56 @@ def test_every_opset_from_9_to_the_newest_onnx_knows(tmp_path: Path, opset: int)
     info = prepare_onnx(source, tmp_path / "prepared.sise.onnx", check="float64")
     assert info.verification["float64_directional"] < 1e-6
     assert [(t.channels, t.height) for t in info.taps] == [(8, 32), (8, 16), (16, 8)]
+
+
+def _renamed(source: Path, target: Path, mapping: dict[str, str]) -> Path:
+    from onnx_sise.preparation.subgraphs import rename_everywhere
+
+    model = onnx.load(str(source))
+    rename_everywhere(model.graph, mapping)
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.mark.parametrize("name", ["enabled", "noise", "masks", "branch/logits", "scoring/r2", "t/c2", "gradient/t/c2"])
+def test_tensor_names_equal_to_the_explainable_files_own_names_are_prepared(tmp_path: Path, name: str) -> None:
+    source = _renamed(build(tmp_path / "plain.onnx"), tmp_path / "renamed.onnx", {"c1": name})
+    info = prepare_onnx(source, tmp_path / "prepared.sise.onnx")
+    assert info.verification["float64_directional"] < 1e-6
+
+
+def test_hostile_shapes_names_and_taps_are_refused_in_one_line(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    source = build(tmp_path / "plain.onnx")
+    with pytest.raises(ExportError, match="more than 16777216 pixels"):
+        prepare_onnx(source, tmp_path / "huge.sise.onnx", InputOverrides(size=(100000, 100000)))
+    with pytest.raises(ExportError, match="--taps names weights or inputs"):
+        prepare_onnx(source, tmp_path / "w.sise.onnx", taps=("w1", "r1"))
+    reserved = _renamed(source, tmp_path / "reserved.onnx", {"c1": "onnx_sise::objective"})
+    with pytest.raises(ExportError, match="reserved for onnx_sise"):
+        prepare_onnx(reserved, tmp_path / "r.sise.onnx")
+    model = onnx.load(str(source))
+    for tensor in model.graph.initializer:
+        if tensor.name == "w1":
+            tensor.CopyFrom(numpy_helper.from_array(np.full((8, 3, 3, 3), np.nan, np.float32), "w1"))
+    onnx.save(model, str(tmp_path / "nan.onnx"))
+    with pytest.raises(ExportError, match="NaN or infinite scores"):
+        prepare_onnx(tmp_path / "nan.onnx", tmp_path / "nan.sise.onnx")
+    # an If whose branches read a feature map from the outer scope, on the data path
+    model = onnx.load(str(source))
+    branch = helper.make_graph([helper.make_node("Relu", ["p1"], ["p1_then"])], "then", [],
+                               [helper.make_tensor_value_info("p1_then", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Neg", ["p1"], ["p1_else"])], "else", [],
+                              [helper.make_tensor_value_info("p1_else", TensorProto.FLOAT, None)])
+    model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    nodes = list(model.graph.node)
+    index = next(i for i, n in enumerate(nodes) if n.name == "conv2")
+    nodes[index].input[0] = "p1_if"
+    nodes.insert(index, helper.make_node("If", ["cond"], ["p1_if"], then_branch=branch, else_branch=other, name="gate"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(tmp_path / "if.onnx"))
+    with pytest.raises(ExportError, match=r"op If \(node 'gate'\) holds a sub-graph on the data path"):
+        prepare_onnx(tmp_path / "if.onnx", tmp_path / "if.sise.onnx")
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".onnx" and ".sise" in p.name]
