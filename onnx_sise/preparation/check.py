@@ -8,7 +8,7 @@ agrees with central differences of the original graph along a random direction d
 The exact check runs in float64 with onnx's reference evaluator (float64.py) where the
 model is small enough (FLOAT64_MAX_MACS), at three step sizes, the best counting (a step
 that carries some ReLU of the net across its kink spoils the difference): exact rules give
-1e-8 to 1e-4 on real ReLU nets, FLOAT64_TOLERANCE leaves room for kinks. Beyond the budget,
+1e-9 to 5e-6 on the real models of the tests, FLOAT64_TOLERANCE leaves room for kinks. Beyond the budget,
 onnxruntime float32 differences are a smoke check (noise-limited through deep ReLU nets,
 1e-2 to 2e-1); where they miss, the float64 check decides.
 """
