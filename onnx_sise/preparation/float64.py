@@ -113,7 +113,7 @@ def _exact_ops() -> list[type]:
 
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, auto_pad: str, dilations: list | None, group: int,
           pads: list | None, strides: list | None) -> np.ndarray:
-    """Grouped N-D convolution, one einsum per kernel offset (the reference loops per group)."""
+    """Grouped N-D convolution, one matrix product per kernel offset (the reference loops per group)."""
     n, c, *spatial = x.shape
     m, _, *kernel = w.shape
     rank = len(spatial)
@@ -138,7 +138,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, auto_pad: str, dil
 
 def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dilations: list | None, group: int,
                     output_padding: list | None, pads: list | None, strides: list | None) -> np.ndarray:
-    """Grouped N-D transposed convolution: each kernel offset scatters one einsum."""
+    """Grouped N-D transposed convolution: each kernel offset adds one matrix product."""
     n, c, *spatial = x.shape
     _, m_per_group, *kernel = w.shape
     rank = len(spatial)
@@ -200,84 +200,6 @@ def _max_pool(x: np.ndarray, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(values, best[..., None], -1)[..., 0], indices.astype(np.int64)
 
 
-def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, auto_pad: str, dilations: list | None, group: int,
-          pads: list | None, strides: list | None) -> np.ndarray:
-    """Grouped N-D convolution, one einsum per kernel offset (the reference loops per group)."""
-    n, c, *spatial = x.shape
-    m, _, *kernel = w.shape
-    rank = len(spatial)
-    strides, dilations = list(strides or [1] * rank), list(dilations or [1] * rank)
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = [-(-size // s) for size, s in zip(spatial, strides)]
-    else:
-        out = None
-    pads = resolve_pads(auto_pad, pads, spatial, kernel, strides, dilations, out or spatial)
-    padded = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)])
-    out = [(p - d * (k - 1) - 1) // s + 1 for p, k, s, d in zip(padded.shape[2:], kernel, strides, dilations)]
-    xg = padded.reshape(n, group, c // group, *padded.shape[2:])
-    wg = w.reshape(group, m // group, c // group, *kernel)
-    y = np.zeros((n, group, m // group, int(np.prod(out))), np.result_type(x, w))
-    for offset in np.ndindex(*kernel):
-        window = tuple(slice(k * d, k * d + s * (o - 1) + 1, s) for k, d, s, o in zip(offset, dilations, strides, out))
-        columns = xg[(slice(None),) * 3 + window].reshape(n, group, c // group, -1)
-        y += np.matmul(wg[(...,) + offset][None], columns)  # (1, g, m, c) @ (n, g, c, HW): BLAS
-    y = y.reshape(n, m, *out)
-    return y + b.reshape(1, m, *([1] * rank)) if b is not None else y
-
-
-def _conv_transpose(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dilations: list | None, group: int,
-                    output_padding: list | None, pads: list | None, strides: list | None) -> np.ndarray:
-    """Grouped N-D transposed convolution: each kernel offset scatters one einsum."""
-    n, c, *spatial = x.shape
-    _, m_per_group, *kernel = w.shape
-    rank = len(spatial)
-    strides, dilations = list(strides or [1] * rank), list(dilations or [1] * rank)
-    pads = list(pads or [0] * (2 * rank))
-    extra = list(output_padding or [0] * rank)
-    full = [s * (size - 1) + (k - 1) * d + 1 + e for size, k, s, d, e in zip(spatial, kernel, strides, dilations, extra)]
-    xg = x.reshape(n, group, c // group, -1)
-    wg = np.swapaxes(w.reshape(group, c // group, m_per_group, *kernel), 1, 2)  # (g, m, c, *kernel)
-    y = np.zeros((n, group, m_per_group, *full), np.result_type(x, w))
-    for offset in np.ndindex(*kernel):
-        window = tuple(slice(k * d, k * d + s * (size - 1) + 1, s) for k, d, s, size in zip(offset, dilations, strides, spatial))
-        y[(slice(None),) * 3 + window] += np.matmul(wg[(...,) + offset][None], xg).reshape(n, group, m_per_group, *spatial)
-    crop = tuple(slice(pads[i], full[i] - pads[rank + i]) for i in range(rank))
-    y = y.reshape(n, group * m_per_group, *full)[(slice(None), slice(None)) + crop]
-    return y + b.reshape(1, -1, *([1] * rank)) if b is not None else y
-
-
-def _max_pool_indices(x: np.ndarray, out_shape: tuple[int, ...], attrs: dict) -> np.ndarray:
-    """MaxPool's flat arg-max indices over N*C*H*W, as onnxruntime computes them (the
-    reference evaluator's are per channel and off for overlapping windows)."""
-    spatial = x.shape[2:]
-    n = len(spatial)
-    kernel = list(attrs["kernel_shape"])
-    strides = list(attrs.get("strides") or [1] * n)
-    dilations = list(attrs.get("dilations") or [1] * n)
-    pads = resolve_pads(attrs.get("auto_pad") or "NOTSET", attrs.get("pads"), spatial, kernel, strides, dilations,
-                        out_shape[2:])
-    taps = [window_taps(size, out, k, s, d, b)
-            for size, out, k, s, d, b in zip(spatial, out_shape[2:], kernel, strides, dilations, pads[:n])]
-    grids = np.meshgrid(*[t.reshape(-1) for t in taps], indexing="ij")  # every (window, tap) pair per axis
-    valid = np.ones(grids[0].shape, bool)
-    for grid, size in zip(grids, spatial):
-        valid &= (grid >= 0) & (grid < size)
-    flat_spatial = np.ravel_multi_index([np.clip(g, 0, size - 1) for g, size in zip(grids, spatial)], spatial)
-    values = x.reshape(*x.shape[:2], -1)[:, :, flat_spatial.reshape(-1)].reshape(*x.shape[:2], *grids[0].shape)
-    values = np.where(valid, values, -np.inf)
-    # axes per spatial dim are (out_i, k_i) pairs: bring outs first, taps last
-    shape = [d for t in taps for d in t.shape]
-    values = values.reshape(*x.shape[:2], *shape)
-    order = [0, 1] + [2 + 2 * i for i in range(n)] + [3 + 2 * i for i in range(n)]
-    values = values.transpose(order).reshape(*x.shape[:2], *out_shape[2:], -1)
-    best = values.argmax(axis=-1)
-    picked = flat_spatial.reshape(shape).transpose([2 * i for i in range(n)] + [2 * i + 1 for i in range(n)])
-    picked = picked.reshape(*out_shape[2:], -1)
-    spatial_index = np.take_along_axis(np.broadcast_to(picked, (*x.shape[:2], *picked.shape)), best[..., None], -1)[..., 0]
-    channel_offset = (np.arange(x.shape[0])[:, None] * x.shape[1] + np.arange(x.shape[1])[None, :]) * int(np.prod(spatial))
-    return (spatial_index + channel_offset.reshape(*x.shape[:2], *([1] * n))).astype(np.int64)
-
-
 class Float64Evaluator:
     """`model` converted to float64 once, run as often as needed by onnx's reference
     evaluator (a big model's weights are copied once, not per run)."""
@@ -295,6 +217,3 @@ class Float64Evaluator:
 def evaluate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
     """Run `model` once in float64 with onnx's reference evaluator."""
     return Float64Evaluator(model).run(feeds, outputs)
-
-
-
