@@ -110,7 +110,7 @@ def prepare_model(model: onnx.ModelProto, out: str | os.PathLike[str], *, model_
     if mask is not None:
         joined = attach_graph(joined, mask, "mask", [
             (names.mask_image, shape), (names.mask_baseline, shape), (names.masks, (MASK_BATCH, 1, MASK_SIZE, MASK_SIZE)),
-            (names.mask_noise, image_shape(spec)), (names.mask_target_weights, (1, num_classes))],
+            (names.mask_noise, shape), (names.mask_target_weights, (1, num_classes))],
             [names.mask_scores, names.mask_gradients], names.mask_switch)
     info = ModelInfo(model_name=model_name, input=spec, output_kind=kind, num_classes=num_classes,
                      taps=tuple(info_taps), labels=tuple(labels))
