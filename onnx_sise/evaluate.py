@@ -24,6 +24,7 @@ from . import metrics
 from .errors import SiseError
 from .explainer import Explainer
 from .image_io import read_rgb, write_atomically
+from .regular_files import read_regular
 
 PAPER_METRICS = {
     "ebpg": "EBPG (%)", "miou": "mIoU top 20% (%)", "bbox": "Bbox (%)", "pointing": "Pointing game (%)",
@@ -42,15 +43,20 @@ class AnnotationError(SiseError):
     """The annotation file is malformed or does not match the images."""
 
 
+MAX_ANNOTATION_BYTES = 64 << 20
+
+
 def load_annotations(path: Path, images: Path, num_classes: int, need_truth: bool) -> list[Annotation]:
     """Every entry checked before any work: files exist and decode, boxes lie inside
     their image, classes are in range."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = json.loads(read_regular(path, "annotation file", AnnotationError, MAX_ANNOTATION_BYTES).decode("utf-8"))
         entries = raw["images"]
     except FileNotFoundError:
         raise AnnotationError(f"annotation file not found: {path}") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except IsADirectoryError:
+        raise AnnotationError(f"{path} is a directory, not an annotation file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise AnnotationError(f"{path} is not an annotation file ({exc!s}): see `evaluate --help` for the format") from None
     if not isinstance(entries, list) or not entries:
         raise AnnotationError(f"{path} lists no images")

@@ -14,10 +14,12 @@ import numpy as np
 
 from .errors import ImageError, OutputError
 from .model_info import InputSpec
+from .regular_files import read_regular
 
 # Decoded images above this many pixels are refused before decoding (a 16384 x 16384
 # photo passes; a small PNG that declares 100000 x 100000 pixels does not).
 MAX_PIXELS = 1 << 28
+MAX_IMAGE_BYTES = 1 << 30  # an encoded photo; the decoders bound the pixels
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -33,10 +35,12 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
     if p.is_dir():
         raise ImageError(f"{p} is a directory, not an image file")
     try:
-        data = np.fromfile(p, dtype=np.uint8)
-    except OSError as exc:
-        raise ImageError(f"cannot read {p}: {exc.strerror}") from None
-    return decode_rgb(data, str(p), max_pixels)
+        data = read_regular(p, "image", ImageError, MAX_IMAGE_BYTES)
+    except FileNotFoundError:
+        raise ImageError(f"image not found: {p}") from None
+    except IsADirectoryError:
+        raise ImageError(f"{p} is a directory, not an image file") from None
+    return decode_rgb(np.frombuffer(data, np.uint8), str(p), max_pixels)
 
 
 def decode_rgb(data: bytes | bytearray | memoryview | np.ndarray, name: str = "the image",

@@ -122,6 +122,15 @@ def symlink_to_nothing(folder: Path, photos: Path) -> Path:
     return link
 
 
+def fifo(folder: Path, photos: Path) -> Path:
+    """A named pipe with no writer: reading it would block forever."""
+    import os
+
+    path = folder / "pipe.png"
+    os.mkfifo(path)
+    return path
+
+
 def check_shape(height: int, width: int) -> Callable[[Any, Any], None]:
     def check(explanation: Any, source: Any) -> None:
         assert explanation.saliency.shape == (height, width)
@@ -329,6 +338,8 @@ CASES: list[Case] = [
     # Image files: refused.
     Case("missing_file", "image", lambda f, p: f / "nope.png", ImageError, "image not found", image_cli()),
     Case("dangling_symlink", "image", symlink_to_nothing, ImageError, "image not found", image_cli()),
+    Case("fifo_image", "image", fifo, ImageError, "is not a regular file (a pipe, device or socket)", image_cli()),
+    Case("device_image", "image", lambda f, p: Path("/dev/zero"), ImageError, "is not a regular file", image_cli()),
     Case("directory", "image", lambda f, p: (f / "photos.png").mkdir() or f / "photos.png", ImageError,
          "is a directory, not an image file", image_cli()),
     Case("zero_bytes", "image", lambda f, p: write(f, "empty.png", b""), ImageError, "is empty (0 bytes)",

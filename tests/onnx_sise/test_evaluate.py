@@ -80,3 +80,20 @@ def test_unknown_method_is_a_usage_error(lite0_path: Path, images: Path, tmp_pat
     done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", tmp_path / "x.json",
                    "--methods", "sise,lime")
     assert done.returncode == 2 and "unknown lime" in done.stderr
+
+
+def test_annotation_files_that_are_pipes_directories_or_not_utf8_are_refused(tmp_path: Path) -> None:
+    import os
+
+    from onnx_sise.evaluate import AnnotationError, load_annotations
+
+    pipe = tmp_path / "annotations.json"
+    os.mkfifo(pipe)  # no writer: reading it would block forever
+    with pytest.raises(AnnotationError, match="is not a regular file"):
+        load_annotations(pipe, tmp_path, 1000, need_truth=False)
+    with pytest.raises(AnnotationError, match="is a directory, not an annotation file"):
+        load_annotations(tmp_path, tmp_path, 1000, need_truth=False)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"images": ["caf\xe9"]}')
+    with pytest.raises(AnnotationError, match="is not an annotation file"):
+        load_annotations(latin, tmp_path, 1000, need_truth=False)
