@@ -28,7 +28,7 @@ from .differentiate import differentiate
 from .emitter import Emitter
 from .options import CHECKS
 from .plain_model import InputOverrides, describe_input, image_input, output_kind_of, read_model
-from .static_graph import NONDETERMINISTIC, SHAPE_READERS, StaticGraph, inlined, lifted, normalise, reads
+from .static_graph import NONDETERMINISTIC, SHAPE_READERS, StaticGraph, inlined, lifted, live_nodes, normalise, reads
 from .subgraphs import attach_graph, rename_everywhere, scoring_model, set_metadata
 from .taps import FoundTap, find_taps
 
@@ -233,7 +233,7 @@ def scoring_graph(model: onnx.ModelProto, plain: StaticGraph, image_name: str, k
     image = next(i for i in model.graph.input if i.name == image_name)
     dims = [d.dim_value if d.dim_value > 0 else None for d in image.type.tensor_type.shape.dim]
     dims[0] = "batch"
-    graph = helper.make_graph(_live(nodes, scores), "scoring",
+    graph = helper.make_graph(live_nodes(nodes, [scores]), "scoring",
                               [helper.make_tensor_value_info(image_name, onnx.TensorProto.FLOAT, [dims[0], *shape[1:]])],
                               [helper.make_tensor_value_info(scores, onnx.TensorProto.FLOAT, ["batch", None])],
                               initializers)
@@ -247,15 +247,6 @@ def scoring_graph(model: onnx.ModelProto, plain: StaticGraph, image_name: str, k
             raise ExportError("the model runs only at batch 1 (its graph fixes the batch size): export it with a "
                               "dynamic batch dimension")
     return scoring_model(scoring, shape, names)
-
-
-def _live(nodes: list[onnx.NodeProto], output: str) -> list[onnx.NodeProto]:
-    wanted, live = {output}, []
-    for node in reversed(nodes):
-        if any(o in wanted for o in node.output):
-            live.append(node)
-            wanted.update(reads(node))
-    return live[::-1]
 
 
 def _runs_batched(scoring: onnx.ModelProto, shape: tuple[int, ...]) -> bool:

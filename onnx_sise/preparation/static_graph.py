@@ -158,7 +158,7 @@ def normalise(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> Static
     """`model` with the shapes of `feeds` fixed and its constant sub-graphs folded."""
     model = with_input_shapes(lifted(inlined(model)), {k: v.shape for k, v in feeds.items()})
     outputs = [o.name for o in model.graph.output]
-    live = _live(list(model.graph.node), outputs)  # nothing off the path to the outputs is run
+    live = live_nodes(list(model.graph.node), outputs)  # nothing off the path to the outputs is run
     del model.graph.node[:]
     model.graph.node.extend(live)
     values = probe(model, feeds)
@@ -175,7 +175,7 @@ def normalise(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> Static
             constants.update({o: values[o] for o in node.output if o})
         else:
             kept.append(node)
-    nodes = _live(kept, outputs)
+    nodes = live_nodes(kept, outputs)
     inputs = [i.name for i in model.graph.input]
     shapes = {k: tuple(int(d) for d in np.shape(v)) for k, v in values.items()}
     dtypes = {k: np.asarray(v).dtype for k, v in values.items()}
@@ -204,7 +204,7 @@ def reads(node: onnx.NodeProto) -> set[str]:
     return names
 
 
-def _live(nodes: list[onnx.NodeProto], outputs: Iterable[str]) -> list[onnx.NodeProto]:
+def live_nodes(nodes: list[onnx.NodeProto], outputs: Iterable[str]) -> list[onnx.NodeProto]:
     """The nodes that some output depends on, in their order."""
     wanted = set(outputs)
     live = []
