@@ -25,7 +25,7 @@ from torch import nn
 from onnx_sise.errors import ExportError
 from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo
-from onnx_sise.preparation.build import MASK_BATCH, MASK_SIZE, prepare_model
+from onnx_sise.preparation.build import MASK_BATCH, MASK_SIZE, explainable_model
 from onnx_sise.preparation.plain_model import InputOverrides
 from onnx_sise.preparation.subgraphs import set_metadata
 
@@ -133,17 +133,15 @@ def export_explainable(
     spec = input_spec
     overrides = InputOverrides(layout=spec.layout, size=(spec.height, spec.width), color=spec.color, scale=spec.scale,
                                mean=spec.mean, std=spec.std, output_kind=output_kind)
-    path = Path(path)
-    info = prepare_model(proto, path, model_name=model_name, overrides=overrides, taps=tap_names, labels=labels,
-                         check=check)
+    joined, info = explainable_model(proto, model_name=model_name, overrides=overrides, taps=tap_names,
+                                     labels=labels, check=check)
     info = replace(info, taps=tuple(replace(t, source=site.describe()) for t, site in zip(info.taps, sites)))
-    joined = onnx.load(str(path))
     report = {**info.verification, **_verify(joined, model, sites, info, image)}
     if any(i.name == info.graph.masks for i in joined.graph.input):
         report.update(_verify_mask_gradient(joined, model, info, image))
     info = replace(info, verification=report)
     set_metadata(joined, METADATA_KEY, info.to_json())
-    write_atomically(path, joined.SerializeToString())
+    write_atomically(Path(path), joined.SerializeToString())  # only once torch agrees
     return info
 
 

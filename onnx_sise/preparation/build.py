@@ -72,7 +72,18 @@ def prepare_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str],
 def prepare_model(model: onnx.ModelProto, out: str | os.PathLike[str], *, model_name: str,
                   overrides: InputOverrides = DEFAULT_OVERRIDES, taps: Sequence[str] = (), labels: Sequence[str] = (),
                   check: str = "auto") -> ModelInfo:
-    """Write an explainable ONNX for `model` at `out` and return its metadata.
+    """Write an explainable ONNX for `model` at `out` and return its metadata (see
+    `explainable_model`)."""
+    joined, info = explainable_model(model, model_name=model_name, overrides=overrides, taps=taps, labels=labels,
+                                     check=check)
+    write_atomically(Path(out), joined.SerializeToString())
+    return info
+
+
+def explainable_model(model: onnx.ModelProto, *, model_name: str, overrides: InputOverrides = DEFAULT_OVERRIDES,
+                      taps: Sequence[str] = (), labels: Sequence[str] = (),
+                      check: str = "auto") -> tuple[onnx.ModelProto, ModelInfo]:
+    """The explainable ONNX for `model`, its metadata set, and that metadata.
 
     `taps` names the tensors to explain (default: one per block, taps.py); `check` is one
     of CHECKS ("auto": float64 central differences where affordable, else float32), or
@@ -117,8 +128,7 @@ def prepare_model(model: onnx.ModelProto, out: str | os.PathLike[str], *, model_
     report = verify(joined, model, value.name, info, gradient, [t.tensor for t in found], example, check)
     info = replace(info, verification=report)
     set_metadata(joined, METADATA_KEY, info.to_json())
-    write_atomically(Path(out), joined.SerializeToString())
-    return info
+    return joined, info
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
