@@ -16,6 +16,7 @@
 #include "masks.h"
 #include "otsu.h"
 #include "resample.h"
+#include "threads.h"
 
 #ifdef SISE_WITH_CUDA
 #include "device_memory.h"
@@ -367,6 +368,7 @@ int cuda_device_count() {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "Compiled array kernels of onnx_sise (CPU, and CUDA where built).";
+  sise::make_fork_safe();
   m.attr("built_with_cuda") = kCompiledWithCuda;
   m.attr("otsu_bins") = sise::kOtsuBins;
   py::class_<Buffer>(m, "Buffer", "Host or CUDA memory that kernels and onnxruntime IO binding share.")

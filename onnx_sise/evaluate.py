@@ -4,8 +4,9 @@ Annotation file (JSON):
     {"images": [{"file": "coffee.png", "target": 967,
                  "boxes": [[x0, y0, x1, y1], ...],      # pixels, x1/y1 exclusive; optional
                  "mask": "coffee_mask.png"}]}           # non-zero = object; optional
-`file` and `mask` are relative to the images directory. The ground truth G is the
-union of the boxes and the mask; ground-truth metrics need at least one of them.
+`file` and `mask` are relative to the images directory and stay inside it. The ground
+truth G is the union of the boxes and the mask (non-zero in any channel); ground-truth
+metrics need at least one of them. `--steps` is at most the model's pixel count.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ import cv2
 import numpy as np
 
 from . import metrics
-from .errors import SiseError
+from .errors import OptionError, SiseError
 from .explainer import Explainer
 from .image_io import read_rgb, write_atomically
 from .regular_files import read_regular
@@ -47,31 +50,20 @@ MAX_ANNOTATION_BYTES = 64 << 20
 
 
 def load_annotations(path: Path, images: Path, num_classes: int, need_truth: bool) -> list[Annotation]:
-    """Every entry checked before any work: files exist and decode, boxes lie inside
-    their image, classes are in range."""
-    try:
-        raw = json.loads(read_regular(path, "annotation file", AnnotationError, MAX_ANNOTATION_BYTES).decode("utf-8"))
-        entries = raw["images"]
-    except FileNotFoundError:
-        raise AnnotationError(f"annotation file not found: {path}") from None
-    except IsADirectoryError:
-        raise AnnotationError(f"{path} is a directory, not an annotation file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise AnnotationError(f"{path} is not an annotation file ({exc!s}): see `evaluate --help` for the format") from None
-    if not isinstance(entries, list) or not entries:
-        raise AnnotationError(f"{path} lists no images")
+    """Every entry checked by type and against the images before any work: files exist
+    inside the images directory and decode, boxes lie inside their image, classes are in
+    range. Any fault of the file is an AnnotationError (or the ImageError of a photo)."""
+    entries = _entries(path)
     annotations = []
     for n, entry in enumerate(entries):
         where = f"{path}: image #{n}"
         if not isinstance(entry, dict) or "file" not in entry or "target" not in entry:
             raise AnnotationError(f"{where} needs 'file' and 'target'")
-        file = images / entry["file"]
-        if not file.is_file():
-            raise AnnotationError(f"{where}: image {file} not found")
+        file = _inside(images, entry["file"], where, "image")
         height, width = read_rgb(file).shape[:2]
         target = entry["target"]
         if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < num_classes:
-            raise AnnotationError(f"{where}: class {target!r} is unknown to this model (0..{num_classes - 1})")
+            raise AnnotationError(f"{where}: class {_short(target)} is unknown to this model (0..{num_classes - 1})")
         truth = _truth(entry, images, height, width, where)
         if need_truth and truth is None:
             raise AnnotationError(f"{where} has no boxes or mask, which the ground-truth metrics need")
@@ -79,24 +71,65 @@ def load_annotations(path: Path, images: Path, num_classes: int, need_truth: boo
     return annotations
 
 
+def _entries(path: Path) -> list:
+    try:
+        text = read_regular(path, "annotation file", AnnotationError, MAX_ANNOTATION_BYTES).decode("utf-8-sig")
+        raw = json.loads(text)
+    except FileNotFoundError:
+        raise AnnotationError(f"annotation file not found: {path}") from None
+    except IsADirectoryError:
+        raise AnnotationError(f"{path} is a directory, not an annotation file") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge integers
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
+        raise AnnotationError(f"{path} is not an annotation file ({reason}): see `evaluate --help` for the "
+                              "format") from None
+    entries = raw.get("images") if isinstance(raw, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise AnnotationError(f"{path} lists no images: it needs {{\"images\": [{{\"file\": ..., \"target\": ...}}]}}, "
+                              "see `evaluate --help`")
+    return entries
+
+
+def _inside(images: Path, name: object, where: str, what: str) -> Path:
+    """images / name for a relative name that stays inside `images` and names a file."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise AnnotationError(f"{where}: {what} {_short(name)} is not a file name")
+    file = images / name
+    try:
+        inside = not Path(name).is_absolute() and file.resolve().is_relative_to(images.resolve())
+    except (OSError, RuntimeError):  # a symbolic-link loop
+        inside = False
+    if not inside:
+        raise AnnotationError(f"{where}: {what} {_short(name)} lies outside the images directory {images}")
+    if not file.is_file():
+        raise AnnotationError(f"{where}: {what} {file} not found")
+    return file
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _truth(entry: dict, images: Path, height: int, width: int, where: str) -> np.ndarray | None:
     truth = None
-    for box in entry.get("boxes", []):
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-            raise AnnotationError(f"{where}: box {box!r} is not [x0, y0, x1, y1]")
+    boxes = entry.get("boxes", [])
+    if not isinstance(boxes, list):
+        raise AnnotationError(f"{where}: boxes must be a list of [x0, y0, x1, y1], got {_short(boxes)}")
+    for box in boxes:
+        if not (isinstance(box, list) and len(box) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+            raise AnnotationError(f"{where}: box {_short(box)} is not [x0, y0, x1, y1] in pixels")
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise AnnotationError(f"{where}: box {box} lies outside the {width}x{height} image")
+            raise AnnotationError(f"{where}: box {_short(box)} lies outside the {width}x{height} image")
         truth = np.zeros((height, width), bool) if truth is None else truth
         truth[y0:y1, x0:x1] = True
     if "mask" in entry:
-        mask_path = images / entry["mask"]
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
-        if mask is None:
-            raise AnnotationError(f"{where}: mask {mask_path} is missing or unreadable")
+        mask = read_rgb(_inside(images, entry["mask"], where, "mask")).any(axis=2)
         if mask.shape != (height, width):
             raise AnnotationError(f"{where}: mask is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}")
-        truth = (mask > 0) if truth is None else truth | (mask > 0)
+        truth = mask if truth is None else truth | mask
     return truth
 
 
@@ -106,6 +139,9 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
     """{method: {"metrics": {name: value}, "seconds_per_image", "passes_per_image", "images": [...]}};
     percentages for EBPG, mIoU, Bbox, pointing game, Drop and Increase, AUCs as fractions."""
     spec = explainer.info.input
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= spec.height * spec.width:
+        raise OptionError(f"steps must be an integer in [1, {spec.height * spec.width}] (the model's pixel count: "
+                          f"more steps change nothing), got {steps!r}")
     model = explainer.model
     report: dict[str, dict[str, object]] = {}
     for method in methods:

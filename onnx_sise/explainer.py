@@ -10,12 +10,11 @@ masked-batch buffer, feature cache, pass counter and prefetch worker.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
@@ -25,10 +24,9 @@ from . import core
 from .bound_scoring import BoundScoring
 from .cancel import Cancellation, CancelToken
 from .errors import ModelError, OptionError, PlainModelError, TargetError
-from .fusion import GATES
 from .image_io import MAX_PIXELS
 from .image_sources import ImageSource, model_input
-from .methods import METHODS, Context, MethodOptions
+from .methods import METHODS, Context, MethodOptions, checked
 from .methods.context import no_progress
 from .model_files import copied_session_options, providers_of
 from .model_info import ModelInfo
@@ -39,7 +37,7 @@ from .session import ExplainableModel
 ImageLike = ImageSource
 ModelSource = Union[str, os.PathLike, bytes]
 DEFAULT_BATCH_SIZE = 32
-ADA_RULES = ("otsu", "paper")
+MAX_BATCH_BYTES = 1 << 31  # one masked batch: batch_size x the model's float32 input
 BOUND_METHODS = ("sise", "ada-sise")
 log = logging.getLogger(__name__)
 
@@ -90,7 +88,8 @@ class Explainer:
         model: the `*.sise.onnx` written by `python -m onnx_sise export`, its path or its
             bytes; or a plain ONNX classifier (see `prepare`).
         provider: "cpu", or "cuda" with onnxruntime-gpu.
-        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        threads: onnxruntime intra-op threads, capped at the CPUs this process may use
+            (default: onnxruntime's choice).
         batch_size: masked inputs per forward pass; it bounds the memory of the masked
             passes (batch_size x the model's input), whatever the number of masks.
         prepare: a plain ONNX classifier is prepared into an explainable one (onnx and
@@ -122,9 +121,7 @@ class Explainer:
                  cuda_graph: bool = False, fixed_batch: bool | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise OptionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
-                                    or threads < 0):
-            raise OptionError(f"threads must be a positive integer (or None: onnxruntime's choice), got {threads!r}")
+        threads = capped_threads(threads)
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
             raise OptionError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
         self.prepared: Prepared | None = None
@@ -137,13 +134,22 @@ class Explainer:
                 raise
             self.prepared = prepared_model(model, cache_dir)
             self.model = ExplainableModel(self.prepared.path, **settings)
-        self.batch_size = int(batch_size)
+        self.batch_size = self._checked_batch_size(int(batch_size))
         self.prefetch = prefetch
         self.max_pixels = int(max_pixels)
         self.io_binding = cuda_graph or (self.model.provider == "cuda" if io_binding is None else io_binding)
         self.fixed_batch = cuda_graph if fixed_batch is None else fixed_batch
         log.debug("loaded %s (%s, %d taps) on %s", self.model.source, self.info.model_name, len(self.info.taps),
                   ", ".join(self.model.session.get_providers()))
+
+    def _checked_batch_size(self, batch_size: int) -> int:
+        spec = self.info.input
+        row_bytes = 4 * spec.channels * spec.height * spec.width
+        if batch_size * row_bytes > MAX_BATCH_BYTES:
+            raise OptionError(f"batch_size {batch_size} needs {batch_size * row_bytes / 2**30:.1f} GiB per masked batch "
+                              f"of this model: at most {MAX_BATCH_BYTES // row_bytes} fit in "
+                              f"{MAX_BATCH_BYTES / 2**30:g} GiB (32 is plenty)")
+        return batch_size
 
     @classmethod
     def from_session_config(cls, session: ort.InferenceSession, model: ModelSource, **kwargs: object) -> Explainer:
@@ -217,11 +223,15 @@ class Explainer:
     def _choose_targets(self, scores: np.ndarray, targets: Sequence[int] | None, top_k: int | None) -> list[int]:
         if targets is not None and top_k is not None:
             raise TargetError("give targets or top_k, not both")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)):
+            raise OptionError(f"top_k must be an integer, got {top_k!r}")
         if targets is None:
-            k = 1 if top_k is None else top_k
+            k = 1 if top_k is None else int(top_k)
             if not 1 <= k <= self.info.num_classes:
                 raise TargetError(f"top_k must be between 1 and {self.info.num_classes}, got {k}")
             return [int(c) for c in np.argsort(-scores, kind="stable")[:k]]
+        if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
+            raise OptionError(f"targets must be a list of class ids, got {targets!r}")
         chosen = [self._check_target(t) for t in targets]
         if not chosen:
             raise TargetError("no target class given")
@@ -237,35 +247,32 @@ class Explainer:
         return int(target)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def capped_threads(threads: object) -> int | None:
+    """onnxruntime intra-op threads: None or 0 (onnxruntime's choice), or a count capped
+    at the CPUs this process has (more threads than cores only contend)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+        raise OptionError(f"threads must be a positive integer (or None: onnxruntime's choice), got {threads!r}")
+    cpus = available_cpus()
+    if threads > cpus:
+        log.info("threads=%d capped at the %d CPUs this process has", threads, cpus)
+    return min(int(threads), cpus)
+
+
 def checked_options(method: str, options: dict[str, object]) -> MethodOptions:
     """MethodOptions from keyword arguments, each checked against its domain."""
     if not isinstance(method, str) or method not in METHODS:
         raise OptionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    unknown = set(options) - set(MethodOptions.__dataclass_fields__)
-    if unknown:
-        raise OptionError(f"unknown method options {sorted(unknown)}: see onnx_sise.methods.MethodOptions")
-    opts = replace(MethodOptions(), **options)
-    if not isinstance(opts.fusion, str) or opts.fusion not in GATES:
-        raise OptionError(f"fusion must be one of {GATES}, got {opts.fusion!r}")
-    if not isinstance(opts.ada_rule, str) or opts.ada_rule not in ADA_RULES:
-        raise OptionError(f"ada_rule must be one of {ADA_RULES}, got {opts.ada_rule!r}")
-    if not _real(opts.mu) or not math.isfinite(opts.mu) or opts.mu < 0:
-        raise OptionError(f"mu must be a finite number >= 0 (SISE eq. 7), got {opts.mu!r}")
-    if not _real(opts.rise_p) or not 0 < opts.rise_p <= 1:
-        raise OptionError(f"rise_p must be a probability in (0, 1], got {opts.rise_p!r}")
-    for name, least in (("rise_masks", 1), ("rise_cells", 1), ("seed", 0)):
-        value = getattr(opts, name)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-            raise OptionError(f"{name} must be an integer >= {least}, got {value!r}")
-    if opts.layer is not None and not isinstance(opts.layer, str):
-        raise OptionError(f"layer must be a tap name like 'block3', got {opts.layer!r}")
-    if opts.problems():
-        raise OptionError("; ".join(opts.problems()))
-    return opts
-
-
-def _real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return checked(options)
 
 
 def _to_photo(saliency: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:

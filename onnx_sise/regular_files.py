@@ -33,9 +33,9 @@ def read_regular(path: str | os.PathLike[str], kind: str, error: type[SiseError]
                         if kind[0] in "aeiou" else
                         f"{p} is {info.st_size} bytes: more than the {max_bytes} bytes accepted for a {kind}")
         try:
-            data = handle.read(max_bytes + 1)
+            data = handle.read(info.st_size + 1)  # one byte more tells a file that grew
         except OSError as exc:
             raise error(f"cannot read {p}: {exc.strerror}") from None
-    if len(data) > max_bytes:
-        raise error(f"{p} grew past {max_bytes} bytes while it was read")
+    if len(data) > info.st_size:
+        raise error(f"{p} changed while it was read: pass a file that is not being written")
     return data

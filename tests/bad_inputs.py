@@ -51,6 +51,7 @@ class Case:
     cli_fragment: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     check: Callable[[Any, Any], None] | None = None
+    within: float = 600.0  # seconds: a case still running then has hung
 
 
 # --- images -----------------------------------------------------------------------
@@ -449,7 +450,7 @@ CASES: list[Case] = [
     Case("mu_nan", "option", rgb_array, OptionError, "mu must be a finite number", photo_cli("--method", "sise",
                                                                                             "--mu", "nan"),
          options={"method": "sise", "mu": float("nan")}),
-    Case("rise_masks_zero", "option", rgb_array, OptionError, "rise_masks must be an integer >= 1",
+    Case("rise_masks_zero", "option", rgb_array, OptionError, "rise_masks must lie in [1, 100000], got 0",
          photo_cli("--method", "rise", "--rise-masks", "0"), options={"method": "rise", "rise_masks": 0}),
     Case("unknown_layer", "option", rgb_array, OptionError, "layer 'block9' is not a tap",
          photo_cli("--layer", "block9"), options={"layer": "block9"}),
@@ -458,6 +459,32 @@ CASES: list[Case] = [
          photo_cli("--max-seconds", "-1"), options={"max_seconds": -1}),
     Case("time_limit_reached", "option", rgb_array, TimeLimitError, "stopped at max_seconds=0.05",
          photo_cli("--method", "sise", "--max-seconds", "0.05"), options={"method": "sise", "max_seconds": 0.05}),
+    # Options that size an allocation or a loop, and API arguments of the wrong type (issue 13).
+    Case("batch_size_huge", "option", rgb_array, OptionError, "batch_size 100000 needs 56.1 GiB per masked batch",
+         photo_cli("--batch-size", "100000"), options={"batch_size": 100000}),
+    Case("ucag_n_huge", "option", rgb_array, OptionError, "ucag_n must lie in [2, 32]",
+         photo_cli("--method", "ucag-gradcam", "--ucag-n", "1000"), options={"method": "ucag-gradcam", "ucag_n": 1000}),
+    Case("sigcam_steps_huge", "option", rgb_array, OptionError, "sigcam_steps must lie in [1, 10000]",
+         photo_cli("--method", "sigcam", "--sigcam-steps", "100000"),
+         options={"method": "sigcam", "sigcam_steps": 100000}),
+    Case("rise_cells_huge", "option", rgb_array, OptionError, "rise_cells must lie in [1, 64]",
+         options={"method": "rise", "rise_cells": 10**6}),
+    Case("seed_huge", "option", rgb_array, OptionError, "seed must lie in [0, 9.22337e+18]",
+         photo_cli("--method", "rise", "--seed", str(2**70)), options={"method": "rise", "seed": 2**70}),
+    Case("sigcam_theta_string", "option", rgb_array, OptionError, "sigcam_theta must be a finite number, got '0.5'",
+         options={"method": "sigcam", "sigcam_theta": "0.5"}),
+    Case("ucag_rho_bool", "option", rgb_array, OptionError, "ucag_rho must be a finite number, got True",
+         options={"method": "ucag-gradcam", "ucag_rho": True}),
+    Case("top_k_float", "option", rgb_array, OptionError, "top_k must be an integer, got 2.5",
+         options={"top_k": 2.5}),
+    Case("targets_not_a_list", "option", rgb_array, OptionError, "targets must be a list of class ids",
+         options={"targets": 967}),
+    Case("sigcam_time_limit", "option", rgb_array, TimeLimitError, "stopped at max_seconds=1",
+         photo_cli("--method", "sigcam", "--sigcam-base", "none", "--sigcam-steps", "10000", "--max-seconds", "1"),
+         options={"method": "sigcam", "sigcam_base": "none", "sigcam_steps": 10000, "max_seconds": 1}, within=90),
+    Case("ucag_time_limit", "option", rgb_array, TimeLimitError, "stopped at max_seconds=1",
+         photo_cli("--method", "ucag-gradcam", "--ucag-n", "32", "--max-seconds", "1"),
+         options={"method": "ucag-gradcam", "ucag_n": 32, "max_seconds": 1}, within=90),
     # Output directories.
     Case("output_under_a_file", "output", lambda f, p: (f / "file").write_text("") or f / "file" / "sub", OutputError,
          "cannot create output directory", output_cli),

@@ -93,9 +93,11 @@ def perturbed(image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, layout
 
 def optimise_mask(mask: np.ndarray, image: np.ndarray, baselines: tuple[np.ndarray, np.ndarray], layout: str,
                   gradient: MaskGradient, target_weights: np.ndarray, score: ScoreFn, settings: IgosSettings,
-                  noise_sigma: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, IgosTrace]:
+                  noise_sigma: np.ndarray | None, rng: np.random.Generator,
+                  check: Callable[[], None] = lambda: None) -> tuple[np.ndarray, IgosTrace]:
     """I-GOS from `mask` (m, m) in [0, 1] (AOP eq. 6); baselines = (warm-up, main).
-    score(inputs (B, ...)) -> Psi_c (B,). noise_sigma: per-channel noise std in input units."""
+    score(inputs (B, ...)) -> Psi_c (B,). noise_sigma: per-channel noise std in input units.
+    `check` runs before every mask-gradient call (it raises to stop the optimisation)."""
     mask = np.clip(mask.astype(np.float32), 0, 1)
     trace = IgosTrace()
     l1 = settings.l1
@@ -105,6 +107,7 @@ def optimise_mask(mask: np.ndarray, image: np.ndarray, baselines: tuple[np.ndarr
         baseline = baselines[0] if it < settings.warmup else baselines[1]
         direction = np.zeros(mask.shape, np.float64)
         for start in range(0, steps, gradient.batch):
+            check()
             part = fractions[start:start + gradient.batch]
             rows = (part[:, None, None] * mask[None]).astype(np.float32)
             noise = None

@@ -78,7 +78,7 @@ def explain_sigcam(ctx: Context, base: str = "wgradcam", layer: str | None = Non
             return ctx.model.batch_scores(inputs, [target])[:, 0]
 
         mask, trace = optimise_mask(start, ctx.image, baselines, layout, gradient, onehot, score, settings, sigma,
-                                    np.random.default_rng(seed))
+                                    np.random.default_rng(seed), check=lambda: ctx.cancellation.check(ctx.passes))
         ctx.passes += trace.forward_passes + trace.gradient_rows
         ctx.progress(settings.iterations)
         start_score = float(score(perturbed(ctx.image, baselines[1], start[None], layout))[0])

@@ -61,12 +61,22 @@ def duplication_count(grid: PatchGrid) -> np.ndarray:
 
 def fold(maps: np.ndarray, grid: PatchGrid) -> np.ndarray:
     """V(M_s, Gamma) of eq. 6: maps (n^2, ph, pw) summed at their places, averaged by Gamma."""
-    acc = np.zeros(grid.size, np.float64)
-    ph, pw = grid.patch
-    for m, (y, x) in zip(maps, grid.corners):
-        acc[y:y + ph, x:x + pw] += m
+    total = np.zeros(grid.size, np.float64)
+    for m, corner in zip(maps, grid.corners):
+        place(total, m, corner)
+    return averaged(total, grid)
+
+
+def place(total: np.ndarray, patch_map: np.ndarray, corner: tuple[int, int]) -> None:
+    """Add one patch's map (ph, pw) into the running sum of eq. 6 at its top-left corner."""
+    y, x = corner
+    total[..., y:y + patch_map.shape[-2], x:x + patch_map.shape[-1]] += patch_map
+
+
+def averaged(total: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """The sum of eq. 6 (..., H, W) divided by the duplication count Gamma."""
     count = duplication_count(grid)
-    return np.divide(acc, count, out=np.zeros_like(acc), where=count > 0).astype(np.float32)
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0).astype(np.float32)
 
 
 def confidence_weights(scores: np.ndarray) -> np.ndarray:
@@ -74,41 +84,52 @@ def confidence_weights(scores: np.ndarray) -> np.ndarray:
     return np.exp(np.asarray(scores, dtype=np.float64))
 
 
-def unfold(image: np.ndarray, grid: PatchGrid, layout: str) -> np.ndarray:
-    """Psi(U(I, rho, n), alpha) of eq. 1: the patches of a model input (C, H, W) or (H, W, C),
-    each resized (bilinear) to the input's own size: (n^2, ...) float32."""
+def unfold(image: np.ndarray, grid: PatchGrid, layout: str, corners: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """Psi(U(I, rho, n), alpha) of eq. 1: the patches of a model input (C, H, W) or (H, W, C)
+    at `corners` (default: all of the grid's), each resized (bilinear) to the input's own
+    size: (len(corners), ...) float32."""
     chw = image if layout == "NCHW" else image.transpose(2, 0, 1)
     channels = chw.shape[0]
     ph, pw = grid.patch
-    crops = np.stack([chw[:, y:y + ph, x:x + pw] for y, x in grid.corners]).reshape(-1, ph, pw)
+    at = grid.corners if corners is None else corners
+    crops = np.stack([chw[:, y:y + ph, x:x + pw] for y, x in at]).reshape(-1, ph, pw)
     patches = core.upsample_bilinear(crops, *grid.size).reshape(-1, channels, *grid.size)
     return np.ascontiguousarray(patches if layout == "NCHW" else patches.transpose(0, 2, 3, 1))
 
 
 def explain_ucag(ctx: Context, base: Callable[[Context, object], list[MethodResult]], options: object,
                  n: int = 6, rho: float = 0.555) -> list[MethodResult]:
+    """Patches are made a batch at a time and folded in as they are explained (memory
+    does not grow with n); the cancellation is checked before every patch."""
     layout = ctx.model.info.input.layout
     grid = patch_grid(ctx.size, n, rho)
-    patches = unfold(ctx.image, grid, layout)
+    corners = grid.corners
     step = ctx.batch.shape[0]
-    scores = np.concatenate([ctx.model.batch_scores(patches[i:i + step], ctx.targets)
-                             for i in range(0, len(patches), step)])  # (n^2, T)
-    ctx.passes += len(patches)
-    weights = confidence_weights(scores)
     ph, pw = grid.patch
-    partial = np.zeros((len(ctx.targets), len(patches), ph, pw), np.float32)
+    targets = len(ctx.targets)
+    folded = np.zeros((targets, *grid.size), np.float64)
+    scores = np.empty((len(corners), targets), np.float64)
     used: list[dict[str, int]] = [{} for _ in ctx.targets]
-    for p, patch in enumerate(patches):
-        sub = Context(model=ctx.model, image=patch, targets=ctx.targets, batch=ctx.batch, progress=ctx.progress,
-                      prefetch=ctx.prefetch, cancellation=ctx.cancellation)
-        for t, result in enumerate(base(sub, options)):
-            raw = np.asarray(result.saliency, dtype=np.float32)
-            partial[t, p] = core.upsample_bilinear((raw * weights[p, t])[None], ph, pw)[0]
-            for name, count in result.masks_used.items():
-                used[t][name] = used[t].get(name, 0) + count
-        ctx.passes += sub.passes
-    return [MethodResult(saliency=fold(partial[t], grid), block_maps={}, masks_used={"patches": len(patches), **used[t]},
-                         details={"patches": len(patches), "patch_size": list(grid.patch),
+    for first in range(0, len(corners), step):
+        ctx.cancellation.check(ctx.passes)
+        at = corners[first:first + step]
+        patches = unfold(ctx.image, grid, layout, at)
+        scores[first:first + len(at)] = ctx.model.batch_scores(patches, ctx.targets)  # eq. 4's Psi
+        ctx.passes += len(at)
+        weights = confidence_weights(scores[first:first + len(at)])
+        for (y, x), patch, weight in zip(at, patches, weights):
+            ctx.cancellation.check(ctx.passes)
+            sub = Context(model=ctx.model, image=patch, targets=ctx.targets, batch=ctx.batch, progress=ctx.progress,
+                          prefetch=ctx.prefetch, cancellation=ctx.cancellation)
+            for t, result in enumerate(base(sub, options)):
+                raw = np.asarray(result.saliency, dtype=np.float32)
+                place(folded[t], core.upsample_bilinear((raw * weight[t])[None], ph, pw)[0], (y, x))
+                for name, count in result.masks_used.items():
+                    used[t][name] = used[t].get(name, 0) + count
+            ctx.passes += sub.passes
+    maps = averaged(folded, grid)
+    return [MethodResult(saliency=maps[t], block_maps={}, masks_used={"patches": len(corners), **used[t]},
+                         details={"patches": len(corners), "patch_size": list(grid.patch),
                                   "alpha": round(ctx.size[0] / ph, 3),
                                   "patch_scores": [round(float(s), 6) for s in scores[:, t]]})
-            for t in range(len(ctx.targets))]
+            for t in range(targets)]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,30 @@ def run_api(case: Case, source: object, explainer: Explainer, lite0: Path, cache
         return Explainer(lite0, batch_size=options["batch_size"])
     if "top_k" in options:
         return explainer.explain_targets(source, top_k=options["top_k"], method=method)
+    if "targets" in options:
+        return explainer.explain_targets(source, options["targets"], method=method)
     return explainer.explain(source, method=method, **options)
+
+
+def within(seconds: float, call: Callable[..., object], *args: object) -> object:
+    """call(*args) in a worker thread: its result or its exception, or a failure when it
+    is still running after `seconds` (a hang)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        pytest.fail(f"still running after {seconds:g} s: the call hangs")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["result"]
 
 
 def test_the_corpus_is_large_and_every_case_documented() -> None:
@@ -63,7 +88,7 @@ def test_api(case: Case, explainer: Explainer, lite0_path: Path, photos: Path, t
         case.check(result, source)
     else:
         with pytest.raises(SiseError) as raised:
-            run_api(case, source, explainer, lite0_path, tmp_path / "cache")
+            within(case.within, run_api, case, source, explainer, lite0_path, tmp_path / "cache")
         assert type(raised.value) is case.error, f"{type(raised.value).__name__}: {raised.value}"
         message = str(raised.value)
         assert case.fragment in message and "\n" not in message, message
@@ -77,8 +102,8 @@ def test_cli(case: Case, lite0_path: Path, photos: Path, tmp_path: Path) -> None
     out.mkdir()
     before = files_under(tmp_path)
     args = case.cli(str(lite0_path), str(source), str(photos / "coffee.png"), str(out), str(cache))
-    done = subprocess.run([sys.executable, "-m", "onnx_sise", *args], capture_output=True, text=True, timeout=600,
-                          cwd=tempfile.gettempdir())
+    done = subprocess.run([sys.executable, "-m", "onnx_sise", *args], capture_output=True, text=True,
+                          timeout=case.within, cwd=tempfile.gettempdir())
     assert "Traceback" not in done.stderr, done.stderr
     if case.error is None:
         assert done.returncode == 0, done.stderr

@@ -97,3 +97,51 @@ def test_annotation_files_that_are_pipes_directories_or_not_utf8_are_refused(tmp
     latin.write_bytes(b'{"images": ["caf\xe9"]}')
     with pytest.raises(AnnotationError, match="is not an annotation file"):
         load_annotations(latin, tmp_path, 1000, need_truth=False)
+
+
+HOSTILE_ANNOTATIONS = {  # file text -> the refusal's fragment; each once raised another exception
+    "[1, 2]": "lists no images",
+    '"images"': "lists no images",
+    '{"images": 5}': "lists no images",
+    "[" * 100_000 + "]" * 100_000: "nested too deeply",
+    '{"images": [{"file": "x.png", "target": ' + "9" * 5000 + "}]}": "is not an annotation file",
+    '{"images": [{"file": 5, "target": 967}]}': "image 5 is not a file name",
+    '{"images": [{"file": null, "target": 967}]}': "image None is not a file name",
+    '{"images": [{"file": ["coffee.png"], "target": 967}]}': "is not a file name",
+    '{"images": [{"file": "../images/../../etc/passwd", "target": 967}]}': "lies outside the images directory",
+    '{"images": [{"file": "/etc/passwd", "target": 967}]}': "lies outside the images directory",
+    '{"images": [{"file": "coffee.png", "target": 967, "boxes": 5}]}': "boxes must be a list",
+    '{"images": [{"file": "coffee.png", "target": 967, "boxes": [[NaN, 0, 10, 10]]}]}': "is not [x0, y0, x1, y1]",
+    '{"images": [{"file": "coffee.png", "target": 967, "boxes": [[0, 0, Infinity, 10]]}]}': "is not [x0, y0, x1, y1]",
+    '{"images": [{"file": "coffee.png", "target": 967, "boxes": [[true, 0, 10, 10]]}]}': "is not [x0, y0, x1, y1]",
+    '{"images": [{"file": "coffee.png", "target": 967, "mask": 7}]}': "mask 7 is not a file name",
+    '{"images": [{"file": "coffee.png", "target": 967, "mask": "../../m.png"}]}': "lies outside the images",
+    '{"images": [{"file": "coffee.png", "target": 967, "mask": "chelsea.png"}]}': "mask is 451x300, the image 600x400",
+    '{"images": [{"file": "coffee.png", "target": 967.0}]}': "class 967.0 is unknown",
+}
+
+
+@pytest.mark.parametrize("text", list(HOSTILE_ANNOTATIONS), ids=range(len(HOSTILE_ANNOTATIONS)))
+def test_bad_input_annotation_files_end_in_one_annotation_error(images: Path, tmp_path: Path, text: str) -> None:
+    from onnx_sise.evaluate import AnnotationError, load_annotations
+
+    path = tmp_path / "annotations.json"
+    path.write_text(text)
+    with pytest.raises(AnnotationError) as raised:
+        load_annotations(path, images, 1000, need_truth=True)
+    assert HOSTILE_ANNOTATIONS[text] in str(raised.value) and "\n" not in str(raised.value), raised.value
+
+
+def test_bad_input_annotation_file_through_the_cli_and_steps_bounded(lite0_path: Path, images: Path,
+                                                                      tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", deep, "--out", tmp_path / "out")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "nested too deeply" in lines[0], done.stderr
+    good = _annotations(tmp_path, [{"file": "coffee.png", "target": 967, "boxes": [[170, 15, 420, 305]]}])
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", good, "--steps", "1000000000",
+                   "--out", tmp_path / "out")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "steps must be an integer in [1, 50176]" in lines[0], done.stderr
+    assert not (tmp_path / "out" / "evaluation.json").exists()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from onnx_sise import Explainer, ImageError, TargetError
+from onnx_sise import Explainer, ImageError, OptionError, TargetError
 from onnx_sise.methods.context import Context
 from onnx_sise.methods.sise import block_maps, select_positive
 
@@ -66,3 +68,40 @@ def test_peak_memory_does_not_grow_with_the_number_of_masks(explainer: Explainer
         tracemalloc.stop()
         assert used[0] == count
     assert peaks[1] < 1.25 * peaks[0], peaks
+
+
+FORK_SCRIPT = """
+import os, sys
+import numpy as np
+import onnx_sise
+explainer = onnx_sise.Explainer(sys.argv[1], threads=int(sys.argv[3]))
+parent = explainer.explain(sys.argv[2], method="sise").saliency  # the core's OpenMP team is up now
+child = os.fork()
+if child == 0:
+    try:
+        inherited = explainer.explain(sys.argv[2], method="sise").saliency
+        fresh = onnx_sise.Explainer(sys.argv[1], threads=int(sys.argv[3])).explain(sys.argv[2], method="sise").saliency
+        os._exit(0 if np.array_equal(inherited, parent) and np.array_equal(fresh, parent) else 3)
+    except BaseException:
+        os._exit(4)
+_, status = os.waitpid(child, 0)
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_fault_fork_child_explains_like_its_parent(lite0_path: Path, photos: Path, threads: int) -> None:
+    """Pre-fork servers: a child forked after the parent explained (OpenMP's thread team
+    does not survive fork) explains with the inherited Explainer and with a new one."""
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(lite0_path), str(photos / "coffee.png"),
+                           str(threads)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "0", done.stdout + done.stderr
+
+
+def test_bad_input_threads_are_capped_at_the_cpus(lite0_path: Path) -> None:
+    from onnx_sise.explainer import available_cpus
+
+    explainer = Explainer(lite0_path, threads=2**31)
+    assert explainer.model.options.intra_op_num_threads == available_cpus()
+    with pytest.raises(OptionError, match="threads must be a positive integer"):
+        Explainer(lite0_path, threads=2.5)  # type: ignore[arg-type]

@@ -3,13 +3,15 @@ Grad-CAM against a NumPy reference written from eq. 1-6 on EfficientNet-Lite0.""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import reference
 
-from onnx_sise import Explainer, OptionError
+from onnx_sise import Explainer, OptionError, TimeLimitError
 from onnx_sise.methods.ucag import confidence_weights, duplication_count, fold, patch_grid
 
 SIZES = [(224, 224), (223, 301), (301, 223), (97, 131)]
@@ -103,3 +105,18 @@ def test_refined_map_stays_on_the_cup_and_options_are_checked(lite0_path: Path, 
         explainer.explain(photos / "coffee.png", method="ucag-gradcam", ucag_n=1)
     with pytest.raises(OptionError, match="ucag_rho"):
         explainer.explain(photos / "coffee.png", method="ucag-gradcam", ucag_rho=1.5)
+
+
+def test_bad_input_ucag_memory_does_not_grow_with_n(lite0_path: Path, photos: Path) -> None:
+    """n = 32 is 1024 patches (616 MB as model inputs): they are made a batch at a time,
+    so the NumPy peak of the call (tracemalloc sees NumPy's arrays) stays that of a batch."""
+    explainer = Explainer(lite0_path, batch_size=16)
+    rgb = np.ascontiguousarray(cv2.imread(str(photos / "coffee.png"))[..., ::-1])
+    tracemalloc.start()
+    try:
+        with pytest.raises(TimeLimitError):
+            explainer.explain(rgb, method="ucag-gradcam", ucag_n=32, max_seconds=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 << 20, f"NumPy peak {peak >> 20} MiB"
