@@ -7,7 +7,7 @@ the palette, and the compressed image data, inflated here in bounded steps: its 
 stream, its size, every row's filter type, nothing after it. Ancillary chunks that do
 not change the decoded pixels (text, colour profiles, transparency, APNG frames, ...)
 are dropped rather than checked, since libpng complains about many malformed ones;
-eXIf is kept (OpenCV applies its orientation).
+the first valid eXIf is kept (OpenCV applies its orientation).
 """
 
 from __future__ import annotations
@@ -87,9 +87,8 @@ def _place(chunks: _Chunks, kind: bytes, span: tuple[int, int], raw: memoryview,
         chunks.end = span
     elif kind == b"PLTE":
         _place_palette(chunks, span, len(payload), header)
-    elif kind == b"eXIf" and chunks.exif is None:
-        if len(payload) > MAX_EXIF_BYTES or bytes(payload[:4]) not in (b"II*\0", b"MM\0*"):
-            raise HeaderError(f"the PNG's eXIf chunk is invalid or over {MAX_EXIF_BYTES} bytes")
+    elif kind == b"eXIf" and chunks.exif is None and len(payload) <= MAX_EXIF_BYTES and bytes(payload[:4]) in (
+            b"II*\0", b"MM\0*"):  # libpng ignores (after a warning) a repeated or invalid one: dropped
         chunks.exif = span
     elif kind[0] & 0x20 == 0 and kind != b"IHDR":  # an unknown critical chunk
         raise HeaderError(f"the PNG has an unknown critical chunk {kind.decode()!r}")
