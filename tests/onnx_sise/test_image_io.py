@@ -117,7 +117,6 @@ ANCILLARY_DEFECTS = {
     "pHYs": png_chunk(b"pHYs", b"x"),
     "cICP": png_chunk(b"cICP", b"\0"),
     "acTL": png_chunk(b"acTL", bytes(8)),
-    "PLTE in RGB": png_chunk(b"PLTE", bytes(900)[:6]),
 }
 
 
