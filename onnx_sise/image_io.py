@@ -6,21 +6,22 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import ImageError, OutputError
+from .image_headers import Header, HeaderError, read_header
 from .model_info import InputSpec
+from .png_checks import checked_png
 from .regular_files import read_regular
 
 # Decoded images above this many pixels are refused before decoding (a 16384 x 16384
 # photo passes; a small PNG that declares 100000 x 100000 pixels does not).
 MAX_PIXELS = 1 << 28
 MAX_IMAGE_BYTES = 1 << 30  # an encoded photo; the decoders bound the pixels
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SCALING_BLOCK = 1 << 22  # samples scaled from 16 to 8 bits at a time
 
 
 def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -45,73 +46,49 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
 
 def decode_rgb(data: bytes | bytearray | memoryview | np.ndarray, name: str = "the image",
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Encoded image bytes (PNG, JPEG, BMP, TIFF, WebP) as (H, W, 3) uint8 RGB, with the
-    conversions of read_rgb; `name` is how error messages call the image."""
+    """Encoded image bytes (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM/PAM) as (H, W, 3) uint8
+    RGB, with the conversions of read_rgb; `name` is how error messages call the image.
+    The header is read first (image_headers): other formats, untrustworthy headers and
+    any declared area over `max_pixels` are refused before a decoder allocates."""
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
     if buffer.size == 0:
         raise ImageError(f"{name} is empty (0 bytes): not an image")
-    declared = declared_size(buffer)
-    if declared is not None and declared[0] * declared[1] > max_pixels:
-        raise ImageError(f"{name} declares {declared[1]} x {declared[0]} pixels, more than the limit of "
-                         f"{max_pixels}: resize it first (or raise max_pixels)")
-    damage = png_damage(buffer)
-    if damage is not None:
-        raise ImageError(f"cannot decode {name} as an image: the PNG {damage}")
-    decoded = _decode_quietly(buffer)
+    try:
+        header = read_header(buffer)
+        _check_pixel_budget(header, name, max_pixels)
+        encoded = checked_png(buffer) if header.format == "PNG" else buffer
+    except HeaderError as exc:
+        raise ImageError(f"cannot decode {name} as an image: {exc}") from None
+    decoded = _decode_quietly(np.frombuffer(encoded, np.uint8))
     if decoded is None:
-        raise ImageError(f"cannot decode {name} as an image: the file is corrupt or not PNG/JPEG/BMP/TIFF/WebP")
+        raise ImageError(f"cannot decode {name} as an image: the {header.format} file is corrupt")
     if decoded.dtype == np.uint16:
-        decoded = ((decoded.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        decoded = _eight_bits(decoded)
     elif decoded.dtype != np.uint8:
         raise ImageError(f"{name} has {decoded.dtype} samples: only 8- and 16-bit images are supported, "
                          "save it as an 8-bit PNG or JPEG")
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB, dst=decoded)
 
 
-def declared_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(height, width) a PNG or JPEG header declares, read without decoding; None for
-    other formats or a header too short to say."""
-    head = data[:32].tobytes()
-    if head.startswith(PNG_SIGNATURE) and len(head) >= 24 and head[12:16] == b"IHDR":
-        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
-    if not head.startswith(b"\xff\xd8"):
-        return None
-    raw, i = data, 2
-    while i + 9 < raw.size:
-        if raw[i] != 0xFF:
-            return None
-        marker = int(raw[i + 1])
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            return int(raw[i + 5]) << 8 | int(raw[i + 6]), int(raw[i + 7]) << 8 | int(raw[i + 8])
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-            i += 2
-            continue
-        i += 2 + (int(raw[i + 2]) << 8 | int(raw[i + 3]))
-    return None
+def _check_pixel_budget(header: Header, name: str, max_pixels: int) -> None:
+    for area in header.areas:
+        if area.pixels > max_pixels:
+            raise ImageError(f"{name} declares {area.width} x {area.height} pixels{area.where}, more than the "
+                             f"limit of {max_pixels}: resize it first (or raise max_pixels)")
 
 
-def png_damage(data: np.ndarray) -> str | None:
-    """What is wrong with a PNG's chunk structure (a truncated chunk, a failed CRC, no
-    IEND), or None (also for other formats). libpng would print its own complaint on
-    stderr, past OpenCV's log level, before failing: such files never reach it."""
-    if data[:8].tobytes() != PNG_SIGNATURE:
-        return None
-    raw, i = memoryview(data), 8
-    while i + 12 <= len(raw):
-        length = int.from_bytes(raw[i:i + 4], "big")
-        kind = bytes(raw[i + 4:i + 8])
-        end = i + 8 + length
-        if end + 4 > len(raw):
-            return f"is truncated inside its {kind.decode('latin-1')!r} chunk"
-        if zlib.crc32(raw[i + 4:end]) != int.from_bytes(raw[end:end + 4], "big"):
-            return f"chunk {kind.decode('latin-1')!r} fails its CRC check: the file is corrupt"
-        if kind == b"IEND":
-            return None
-        i = end + 4
-    return "is truncated: it has no IEND chunk"
+def _eight_bits(decoded: np.ndarray) -> np.ndarray:
+    """16-bit samples as round(v * 255 / 65535), a block of rows at a time: the 32-bit
+    temporaries stay small whatever the image's size."""
+    out = np.empty(decoded.shape, np.uint8)
+    rows = max(1, SCALING_BLOCK // max(1, decoded[0].size))
+    for top in range(0, decoded.shape[0], rows):
+        block = decoded[top:top + rows].astype(np.uint32)
+        block *= 255
+        block += 32767
+        block //= 65535
+        out[top:top + rows] = block
+    return out
 
 
 _quiet_lock = threading.Lock()

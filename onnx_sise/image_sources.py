@@ -1,6 +1,7 @@
 """Everything `Explainer.explain` accepts as an image, turned into the model's input.
 
-- a path (str or os.PathLike) or encoded bytes (PNG, JPEG, BMP, TIFF, WebP): decoded by
+- a path (str or os.PathLike) or encoded bytes (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM/PAM):
+  the header is read and checked against max_pixels first, then decoded by
   image_io.decode_rgb (EXIF rotation applied, grayscale/palette to RGB, alpha dropped,
   16-bit scaled to 8);
 - a PIL image: EXIF rotation applied, converted to RGB the same way (Pillow is not a

@@ -335,6 +335,110 @@ CORRUPT = "cannot decode"
 NOT_RGB = "must be (H, W, 3) uint8 RGB"
 NOT_ONNX = "is not a loadable ONNX model"
 
+# --- image formats (issue 13) -------------------------------------------------------
+# Every decoder gets the pixel budget before it allocates (the header of each accepted
+# format is read first), other formats OpenCV decodes are refused by name, and libpng
+# never adds its own lines to the one-line error.
+
+
+def gif_bomb(side: int = 20_000) -> bytes:
+    """A 35-byte GIF whose logical screen and one frame declare side x side pixels."""
+    return (b"GIF89a" + struct.pack("<HHBBB", side, side, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+            + b"\x2c" + struct.pack("<HHHHB", 0, 0, side, side, 0) + b"\x02\x02\x44\x01\x00\x3b")
+
+
+def tiff_bomb(side: int = 20_000, tile: int | None = None) -> bytes:
+    """A little-endian 8-bit gray TIFF of side x side pixels in one deflated strip of
+    zeros (390 kB), or, with `tile`, a tiny image that declares tile x tile tiles."""
+    strip = deflated_zeros(side * side) if tile is None else zlib.compress(bytes(256))
+    layout = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, 8), (262, 3, 1), (273, 4, 0), (277, 3, 1)]
+    layout += [(278, 4, side), (279, 4, len(strip))] if tile is None else [(322, 4, tile), (323, 4, tile),
+                                                                          (324, 4, 0), (325, 4, len(strip))]
+    data_at = 8 + 2 + 12 * len(layout) + 4
+    entries = b"".join(struct.pack("<HHII", tag, kind, 1, data_at if tag in (273, 324) else value)
+                       if kind == 4 else struct.pack("<HHIHH", tag, kind, 1, value, 0) for tag, kind, value in layout)
+    return b"II*\0" + struct.pack("<IH", 8, len(layout)) + entries + b"\0\0\0\0" + strip
+
+
+def deflated_zeros(size: int, step: int = 1 << 24) -> bytes:
+    squeezer = zlib.compressobj(9)
+    parts = [squeezer.compress(bytes(min(step, size - start))) for start in range(0, size, step)]
+    return b"".join(parts) + squeezer.flush()
+
+
+def bmp_bomb() -> bytes:
+    """A 54-byte top-down BMP header declaring 30000 x 30000 pixels, and no pixels."""
+    return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, 30000, -30000, 1, 24, 0, 0,
+                                                                      0, 0, 0, 0)
+
+
+def webp_bomb() -> bytes:
+    """A WebP whose VP8X canvas declares 20000 x 20000 pixels around a 1 x 1 image."""
+    canvas = struct.pack("<B3x", 0) + (19999).to_bytes(3, "little") * 2
+    frame = b"\x2f" + struct.pack("<I", 0) + b"\0" * 4
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + canvas + b"VP8L" + struct.pack("<I", len(frame)) + frame
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def png_with(header: tuple[int, ...] = (4, 4, 8, 2, 0, 0, 0), extra: bytes = b"", image_data: bytes | None = None) -> bytes:
+    """A PNG with the given IHDR fields, extra chunks before IDAT, and image data
+    (default: zero rows of a 4 x 4 RGB image), every CRC correct."""
+    data = zlib.compress(bytes(13 * 4)) if image_data is None else image_data
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", *header)) + extra + png_chunk(b"IDAT", data)
+            + png_chunk(b"IEND", b""))
+
+
+def cv2_encoded(photos: Path, ext: str) -> bytes:
+    ok, data = cv2.imencode(ext, coffee(photos)[:128, :128, ::-1].copy())
+    assert ok, ext
+    return data.tobytes()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OVER_BUDGET = "more than the limit of"
+NOT_ACCEPTED = "is not an accepted format (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM/PAM)"
+
+IMAGE_FORMAT_CASES: list[Case] = [
+    # Memory bombs: refused from the header, before any decoder allocates.
+    Case("gif_bomb", "image", lambda f, p: write(f, "bomb.gif", gif_bomb()), ImageError,
+         f"declares 20000 x 20000 pixels, {OVER_BUDGET}", image_cli()),
+    Case("tiff_bomb", "image", lambda f, p: write(f, "bomb.tiff", tiff_bomb()), ImageError,
+         f"declares 20000 x 20000 pixels, {OVER_BUDGET}", image_cli()),
+    Case("tiff_tile_bomb", "image", lambda f, p: write(f, "tiles.tiff", tiff_bomb(16, tile=32768)), ImageError,
+         "declares 32768 x 32768 pixels in a TIFF tile", image_cli()),
+    Case("bmp_top_down_bomb", "image", lambda f, p: write(f, "bomb.bmp", bmp_bomb()), ImageError,
+         f"declares 30000 x 30000 pixels, {OVER_BUDGET}", image_cli()),
+    Case("webp_canvas_bomb", "image", lambda f, p: write(f, "bomb.webp", webp_bomb()), ImageError,
+         f"declares 20000 x 20000 pixels, {OVER_BUDGET}", image_cli()),
+    # Formats OpenCV decodes but whose headers are not read: refused by name.
+    Case("jpeg_2000", "image", lambda f, p: write(f, "photo.jp2", cv2_encoded(p, ".jp2")), ImageError,
+         f"JPEG 2000 {NOT_ACCEPTED}", image_cli()),
+    Case("sun_raster", "image", lambda f, p: write(f, "photo.ras", cv2_encoded(p, ".ras")), ImageError,
+         f"Sun raster {NOT_ACCEPTED}", image_cli()),
+    # PNG defects libpng would print its own lines about: one line, ours.
+    Case("png_invalid_bit_depth", "image", lambda f, p: write(f, "depth.png", png_with((4, 4, 3, 2, 0, 0, 0))),
+         ImageError, "invalid colour type 2 with bit depth 3", image_cli()),
+    Case("png_unknown_interlace", "image", lambda f, p: write(f, "interlace.png", png_with((4, 4, 8, 2, 0, 0, 2))),
+         ImageError, "unknown methods (compression 0, filter 0, interlace 2)", image_cli()),
+    Case("png_zero_width", "image", lambda f, p: write(f, "zero.png", png_with((0, 4, 8, 2, 0, 0, 0))), ImageError,
+         "declares 0 x 4 pixels", image_cli()),
+    Case("png_over_libpng_width", "image",
+         lambda f, p: write(f, "wide.png", png_with((1_000_001, 1, 8, 0, 0, 0, 0), image_data=b"")), ImageError,
+         "each side must be 1 to 1000000", image_cli()),
+    Case("png_corrupt_deflate", "image",
+         lambda f, p: write(f, "deflate.png", png_with(image_data=b"\x78\x9c\xff\xff\xff\xff")), ImageError,
+         "compressed image data is corrupt", image_cli()),
+    Case("png_too_much_data", "image", lambda f, p: write(f, "long.png", png_with(image_data=zlib.compress(bytes(999)))),
+         ImageError, "holds more image data than its size", image_cli()),
+    Case("png_bad_row_filter", "image",
+         lambda f, p: write(f, "filter.png", png_with(image_data=zlib.compress(b"\x09" * 52))), ImageError,
+         "invalid row filter", image_cli()),
+    Case("png_unknown_critical_chunk", "image",
+         lambda f, p: write(f, "critical.png", png_with(extra=png_chunk(b"ABCD", b"x"))), ImageError,
+         "unknown critical chunk 'ABCD'", image_cli()),
+]
+
+
 CASES: list[Case] = [
     # Image files: refused.
     Case("missing_file", "image", lambda f, p: f / "nope.png", ImageError, "image not found", image_cli()),
@@ -387,6 +491,7 @@ CASES: list[Case] = [
          None, "a 10000 x 3 map", image_cli(), check=check_shape(10000, 3)),
     Case("exif_rotated_jpeg", "image", rotated_jpeg, None, "EXIF orientation honoured", image_cli(),
          check=check_decoded(exif_reference, tolerance=1.5)),
+    *IMAGE_FORMAT_CASES,
     # In-memory images (API only).
     Case("nan_in_tensor", "array", lambda f, p: np.full((1, 3, 224, 224), np.nan, np.float32), ImageError,
          "NaN or infinite"),

@@ -9,15 +9,20 @@ CI runs a few examples each (ONNX_SISE_FUZZ_EXAMPLES, default 40); a longer run:
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from bad_inputs import png_with
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from PIL import Image
 
 from onnx_sise import Explainer, ImageError, ModelError, OptionError, SiseError
 from onnx_sise.cli import build_parser, class_ids, size_pair, triple
@@ -33,11 +38,35 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 SPEC = InputSpec(height=32, width=32)
 
 
+SEED_PHOTO = np.random.default_rng(0).integers(0, 256, (24, 31, 3), dtype=np.uint8)
+PILLOW_SEEDS = {"GIF": {}, "TIFF": {"compression": "tiff_adobe_deflate"}, "WEBP": {"lossless": True}, "PPM": {}}
+
+
+def _pillow_encoded(fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(SEED_PHOTO).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def interlaced_png(pixels: np.ndarray) -> bytes:
+    """An Adam7-interlaced PNG (neither OpenCV nor Pillow writes one) of 8- or 16-bit
+    gray (H, W) or RGB (H, W, 3) pixels, every row unfiltered."""
+    colour = 2 if pixels.ndim == 3 else 0
+    big_endian = pixels.astype(pixels.dtype.newbyteorder(">"))
+    rows = b"".join(b"\0" + row.tobytes() for x0, y0, dx, dy in ADAM7 for row in big_endian[y0::dy, x0::dx]
+                    if row.size)
+    header = (pixels.shape[1], pixels.shape[0], 8 * pixels.itemsize, colour, 0, 0, 1)
+    return png_with(header, image_data=zlib.compress(rows))
+
+
 def _seeds() -> list[bytes]:
-    rng = np.random.default_rng(0)
-    photo = rng.integers(0, 256, (24, 31, 3), dtype=np.uint8)
+    photo = SEED_PHOTO[..., ::-1]
     return [cv2.imencode(ext, photo)[1].tobytes() for ext in (".png", ".jpg", ".bmp")] + [
-        cv2.imencode(".png", photo[..., 0])[1].tobytes()]
+        cv2.imencode(".png", photo[..., 0])[1].tobytes()] + [_pillow_encoded(f, **o) for f, o in PILLOW_SEEDS.items()] + [
+        interlaced_png(SEED_PHOTO)]
 
 
 SEEDS = _seeds()
@@ -71,6 +100,80 @@ def test_decoding_mutated_images(data: bytes) -> None:
 @given(st.binary(max_size=2048))
 def test_decoding_arbitrary_bytes(data: bytes) -> None:
     _decoded_or_refused(data)
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_fuzz_seeds_decode_like_pillow(seed: int) -> None:
+    """Each format the fuzz targets start from decodes to Pillow's pixels (JPEG within
+    rounding): the header readers refuse nothing real."""
+    data = SEEDS[seed]
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(float)
+    assert np.abs(decode_rgb(data).astype(float) - expected).mean() <= (1.0 if data[:2] == b"\xff\xd8" else 0.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 7), (9, 17, 3)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_fuzz_interlaced_png_sizes_decode_like_pillow(shape: tuple[int, ...], dtype: type) -> None:
+    """Adam7 passes that are empty for small images: the inflated size is computed per pass."""
+    pixels = np.random.default_rng(7).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    decoded = decode_rgb(interlaced_png(pixels))
+    expected = (pixels.astype(np.uint32) * 255 + 32767) // 65535 if dtype == np.uint16 else pixels
+    assert np.array_equal(decoded, np.broadcast_to(expected.reshape(*shape[:2], -1), decoded.shape))
+
+
+PNG_DEPTHS = st.sampled_from([0, 1, 2, 3, 4, 5, 8, 15, 16, 17, 255])
+
+
+@st.composite
+def png_headers(draw: st.DrawFn) -> bytes:
+    """A PNG whose IHDR fields are anything (each CRC right), with rows of zeros sized
+    for a valid header of those fields, sometimes one byte off."""
+    width, height = draw(st.sampled_from([0, 1, 3, 1_000_001, 2**31, 2**32 - 1])), draw(st.integers(0, 4))
+    fields = (width, height, draw(PNG_DEPTHS), draw(st.integers(0, 7)), draw(st.integers(0, 2)),
+              draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    row = 1 + (min(width, 64) * 64 + 7) // 8
+    rows = bytes(max(0, min(height * row, 4096) + draw(st.sampled_from([0, 0, -1, 1]))))
+    return png_with(fields, image_data=zlib.compress(rows))
+
+
+@FUZZ
+@given(png_headers())
+def test_fuzz_png_headers_never_let_libpng_print(capfd: pytest.CaptureFixture, data: bytes) -> None:
+    """Whatever the IHDR says, libpng adds no line of its own to stderr."""
+    _decoded_or_refused(data)
+    assert capfd.readouterr().err == ""
+
+
+SMALL_BUDGET = 24 * 31
+
+
+@st.composite
+def resized_headers(draw: st.DrawFn) -> bytes:
+    """A GIF, BMP or PNM seed whose header declares another size."""
+    width, height = draw(st.integers(1, 300)), draw(st.integers(1, 300))
+    kind = draw(st.sampled_from(["gif", "gif frame", "bmp", "pnm"]))
+    if kind.startswith("gif"):
+        data = bytearray(_pillow_encoded("GIF"))
+        at = 6 if kind == "gif" else data.index(b"\x2c", 13 + 3 * 256) + 5
+        data[at:at + 4] = struct.pack("<HH", width, height)
+    elif kind == "bmp":
+        data = bytearray(SEEDS[2])
+        data[18:26] = struct.pack("<ii", width, draw(st.sampled_from([height, -height])))
+    else:
+        data = bytearray(b"P6\n%d %d\n255\n" % (width, height) + bytes(3 * width * height))
+    return bytes(data)
+
+
+@FUZZ
+@given(resized_headers())
+def test_fuzz_decoded_images_stay_within_max_pixels(data: bytes) -> None:
+    """Whatever size a header declares, nothing over max_pixels comes out of a decoder."""
+    try:
+        rgb = decode_rgb(data, max_pixels=SMALL_BUDGET)
+    except ImageError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert rgb.shape[0] * rgb.shape[1] <= SMALL_BUDGET
 
 
 @FUZZ
