@@ -1,22 +1,28 @@
 """Opening an ONNX model in onnxruntime safely, from a path or from bytes.
 
-Before onnxruntime sees a model, its external-data references are read straight from
-the protobuf (no `onnx` package on the explain path) and checked: from a path, every
-location must be a relative path that stays inside the model's directory once symbolic
-links are resolved; a model given as bytes may not reference external files at all
-(onnxruntime would look for them in the working directory). onnxruntime 1.31 and onnx
-1.23 refuse escaping paths too; this check gives the same answer on every version, with
-a message that names the tensor.
+The model file is read once, without blocking and only if it is a regular file, into
+memory (never memory-mapped: a file truncated while it is read would kill the process
+with SIGBUS), and onnxruntime gets those very bytes. Its external-data references are
+read straight from the protobuf (no `onnx` package on the explain path) and checked:
+from a path, every location must be a relative path that stays inside the model's
+directory once symbolic links are resolved; a model given as bytes may not reference
+external files at all (onnxruntime would look for them in the working directory).
+onnxruntime 1.31 and onnx 1.23 refuse escaping paths too; this check gives the same
+answer on every version, with a message that names the tensor. The external data files
+are read into memory too and handed to onnxruntime, which copies them into the session:
+left to itself it memory-maps them, and truncating the weights file after the session
+was made would kill the next call with SIGBUS.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from .errors import ModelError
 
@@ -31,6 +37,17 @@ SPARSE_VALUES, SPARSE_INDICES = 1, 2
 TENSOR_NAME, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 8, 13, 14
 ENTRY_KEY, ENTRY_VALUE = 1, 2
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+
+# protobuf's own limit on one serialized message: a larger model file is not ONNX.
+MAX_MODEL_BYTES = 2**31 - 1
+# All the external data files of one model together (they are read into memory).
+MAX_EXTERNAL_DATA_BYTES = 32 * 2**30
+# onnxruntime's FATAL: its own log lines would add to the one-line error.
+QUIET_LOG_SEVERITY = 4
+READ_CHUNK = 1 << 24
+# What onnxruntime raises: its own exception types (none derives from another) and RuntimeError.
+RUNTIME_ERRORS = (RuntimeError, *(kind for kind in vars(ort_state).values()
+                                  if isinstance(kind, type) and issubclass(kind, Exception)))
 
 # SessionOptions fields an Explainer copies from a user's session; profiling and
 # optimized_model_filepath are left out on purpose: they would write files.
@@ -88,7 +105,7 @@ def _message_fields(buf: memoryview, start: int, end: int, wanted: Sequence[int]
             yield number, a, b
 
 
-def external_data_locations(data: bytes | memoryview | mmap.mmap) -> list[tuple[str, str]]:
+def external_data_locations(data: bytes | memoryview) -> list[tuple[str, str]]:
     """(tensor name, location) of every tensor stored as external data, in the graph,
     its sparse initializers, node attributes, subgraphs and functions."""
     with memoryview(data) as view:
@@ -146,43 +163,111 @@ def _external_data_locations(buf: memoryview) -> list[tuple[str, str]]:
     return found
 
 
-def check_external_data(source: Path | bytes, name: str) -> None:
-    """Refuse external-data locations that leave the model's directory (or any, for bytes)."""
+def read_model_file(path: Path, name: str) -> bytes:
+    """The bytes of the model file at `path` (`name` in messages), refused in one line if
+    it is missing, not a regular file, empty, too large or changed while it was read."""
+    data = read_bounded(path, name, MAX_MODEL_BYTES, missing=f"model file not found: {name}")
+    if not data:
+        raise ModelError(f"{name} is empty (0 bytes): not an ONNX model")
+    return data
+
+
+def read_bounded(path: Path, name: str, limit: int, missing: str) -> bytes:
+    """The bytes of the regular file at `path`, opened without blocking (a FIFO or a
+    device never hangs the caller) and read only if it holds at most `limit` bytes;
+    `missing` is the message for a path that does not exist."""
     try:
-        if isinstance(source, bytes):
-            locations = external_data_locations(source)
-        else:
-            with open(source, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size == 0:
-                    raise ModelError(f"{name} is empty (0 bytes): not an ONNX model")
-                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                    locations = external_data_locations(mapped)
-    except (MalformedModel, RecursionError) as exc:
-        raise ModelError(f"{name} is not a loadable ONNX model (malformed protobuf: {exc or 'nested too deeply'})") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelError(missing) from None
     except OSError as exc:
         raise ModelError(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        before = os.fstat(fd)
+        if stat.S_ISDIR(before.st_mode):
+            raise ModelError(f"{name} is not a file (a directory)")
+        if not stat.S_ISREG(before.st_mode):
+            raise ModelError(f"{name} is not a regular file (a pipe, device or socket): pass a file")
+        if before.st_size > limit:
+            raise ModelError(f"{name} is {before.st_size} bytes: more than the {limit} bytes accepted")
+        data = _read_all(fd, before.st_size + 1)
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise ModelError(f"cannot read {name}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise ModelError(f"{name} changed while it was read: load it again once it is completely written")
+    return data
+
+
+def _read_all(fd: int, most: int) -> bytes:
+    chunks, total = [], 0
+    while total < most:
+        chunk = os.read(fd, min(READ_CHUNK, most - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def external_data_files(data: bytes, path: Path | None, name: str) -> dict[str, Path]:
+    """The file of each distinct external-data location of the model in `data` (read
+    from `path`, or given as bytes: None), each checked to stay beside the model."""
+    try:
+        locations = external_data_locations(data)
+    except (MalformedModel, RecursionError) as exc:
+        raise ModelError(f"{name} is not a loadable ONNX model (malformed protobuf: {exc or 'nested too deeply'})") from None
     if not locations:
-        return
+        return {}
     tensor, location = locations[0]
-    if isinstance(source, bytes):
+    if path is None:
         raise ModelError(f"{name} stores tensor {tensor!r} as external data ({location!r}): a model given as bytes "
                          "cannot reference files; load it from its path")
-    folder = source.resolve().parent
+    folder = path.resolve().parent
+    files: dict[str, Path] = {}
     for tensor, location in locations:
         candidate = Path(location)
-        inside = not candidate.is_absolute() and (folder / candidate).resolve().is_relative_to(folder)
-        if not location or not inside:
+        inside = bool(location) and not candidate.is_absolute() and (folder / candidate).resolve().is_relative_to(folder)
+        if not inside:
             raise ModelError(f"{name}: external data of tensor {tensor!r} points outside the model's directory "
                              f"({location!r}): refused; keep the weights file beside the model")
+        files.setdefault(location, folder / candidate)
+    return files
 
 
-def copied_session_options(session: ort.InferenceSession) -> ort.SessionOptions:
-    """A fresh SessionOptions with `session`'s threading, optimisation and memory settings."""
-    theirs = session.get_session_options()
+def read_external_data(files: dict[str, Path], name: str) -> dict[str, bytes]:
+    """The contents of each external data file (location -> bytes), bounded together
+    by MAX_EXTERNAL_DATA_BYTES."""
+    contents: dict[str, bytes] = {}
+    left = MAX_EXTERNAL_DATA_BYTES
+    for location, file in files.items():
+        contents[location] = read_bounded(
+            file, f"the external data file {location!r} of {name}", left,
+            missing=f"{name}: its external data file {location!r} is missing: keep the weights beside the model")
+        left -= len(contents[location])
+    return contents
+
+
+def check_external_data(source: Path | bytes, name: str) -> None:
+    """Refuse external-data locations that leave the model's directory (or any, for bytes)."""
+    data = source if isinstance(source, bytes) else read_model_file(source, name)
+    external_data_files(data, None if isinstance(source, bytes) else source, name)
+
+
+def copied_options(theirs: ort.SessionOptions) -> ort.SessionOptions:
+    """A fresh SessionOptions with the threading, optimisation and memory settings of
+    `theirs` (config entries cannot be listed, so they are not copied)."""
     options = ort.SessionOptions()
     for name in SHARED_OPTIONS:
         setattr(options, name, getattr(theirs, name))
     return options
+
+
+def copied_session_options(session: ort.InferenceSession) -> ort.SessionOptions:
+    """A fresh SessionOptions with `session`'s threading, optimisation and memory settings."""
+    return copied_options(session.get_session_options())
 
 
 def providers_of(session: ort.InferenceSession) -> list[tuple[str, dict[str, str]]]:
@@ -193,16 +278,24 @@ def providers_of(session: ort.InferenceSession) -> list[tuple[str, dict[str, str
 
 def open_session(source: Path | bytes, name: str, options: ort.SessionOptions,
                  providers: Sequence[str | tuple[str, dict]]) -> ort.InferenceSession:
-    """An onnxruntime session of the model at `source` (a path or the file's bytes),
-    its external data checked first."""
-    check_external_data(source, name)
+    """An onnxruntime session of the model at `source` (a path or the file's bytes) that
+    owns all its weights: the file and its external data are read here, checked, and
+    handed to onnxruntime from memory (a copy of `options` carries the external data,
+    so that `options` can serve another model)."""
+    data = source if isinstance(source, bytes) else read_model_file(source, name)
+    files = external_data_files(data, None if isinstance(source, bytes) else source, name)
+    if files:
+        external = read_external_data(files, name)
+        options = copied_options(options)
+        options.add_external_initializers_from_files_in_memory(
+            list(external), list(external.values()), [len(contents) for contents in external.values()])
+    ort.set_default_logger_severity(QUIET_LOG_SEVERITY)
     try:
-        return ort.InferenceSession(source if isinstance(source, bytes) else str(source), options,
-                                    providers=list(providers))
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise ModelError(f"{name} is not a loadable ONNX model ({_first_line(exc)})") from None
+        return ort.InferenceSession(data, options, providers=list(providers))
+    except Exception as exc:  # onnxruntime's own types, and ValueError for its providers
+        raise ModelError(f"{name} is not a loadable ONNX model ({first_line(exc)})") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
