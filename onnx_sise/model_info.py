@@ -36,6 +36,7 @@ MAX_VERIFICATION_ENTRIES = 64
 MAX_PREPROCESSING_MAGNITUDE = 1e6
 MIN_STD = 1e-6
 MALFORMED = "explainable ONNX metadata is malformed"
+JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
@@ -186,7 +187,7 @@ def parse_object(text: object, what: str) -> dict[str, Any]:
         raise ModelError(f"{what} is not JSON ({str(exc)[:120]}): export the model again") from None
     if not isinstance(raw, dict):
         raise ModelError(f"{MALFORMED if what.startswith('explainable') else what + ' is malformed'} "
-                         f"(a JSON {type(raw).__name__}, not an object): export the model again")
+                         f"(a JSON {JSON_TYPES.get(type(raw), 'value')}, not an object): export the model again")
     return raw
 
 
@@ -284,7 +285,7 @@ class Fields:
             raise self.refuse(key, f"at most {most} entries", f"{len(values.raw)} entries")
         for name, value in values.raw.items():
             if len(name) > MAX_TEXT_CHARS or not _is_number(value, finite=False):
-                raise values.refuse(name[:40], "a number", value)
+                raise values.refuse(_shown(name), "a number", value)
         return {name: float(value) for name, value in values.raw.items()}
 
 

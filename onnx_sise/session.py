@@ -14,7 +14,7 @@ import onnxruntime as ort
 from .errors import ModelError, PlainModelError
 from .model_files import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
 from .model_info import METADATA_KEY, ModelInfo, parse_object
-from .model_shapes import check_scoring_shapes, check_shapes, expect_shape, mask_geometry
+from .model_shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 VARIANT_KEY = "onnx_sise_scoring_variant"
@@ -91,6 +91,7 @@ class ExplainableModel:
         self.info = ModelInfo.from_json(metadata[METADATA_KEY])
         self._check_outputs()
         check_shapes(self.session, self.info, self.source)
+        self.scores(np.zeros(image_dims(self.info.input, None)[1:], np.float32))  # a graph that cannot run fails here
         switch = self.info.graph.gradient_switch
         self._gradient_switch = {switch: np.array(True)} if switch in self._feeds() else {}
         self.scoring_session = self.session
