@@ -250,6 +250,110 @@ def read_external_data(files: dict[str, Path], name: str) -> dict[str, bytes]:
     return contents
 
 
+# Which field of which message holds which kind of message, on the paths from a model
+# to its tensors (onnx.proto); everything else is copied as it is.
+CHILDREN = {
+    "model": {MODEL_GRAPH: "graph", MODEL_FUNCTIONS: "function"},
+    "graph": {GRAPH_NODE: "node", GRAPH_INITIALIZER: "tensor", GRAPH_SPARSE_INITIALIZER: "sparse"},
+    "function": {FUNCTION_NODE: "node"},
+    "node": {NODE_ATTRIBUTE: "attribute"},
+    "attribute": {ATTRIBUTE_TENSOR: "tensor", ATTRIBUTE_TENSORS: "tensor", ATTRIBUTE_GRAPH: "graph",
+                  ATTRIBUTE_GRAPHS: "graph", ATTRIBUTE_SPARSE_TENSOR: "sparse", ATTRIBUTE_SPARSE_TENSORS: "sparse"},
+    "sparse": {SPARSE_VALUES: "tensor", SPARSE_INDICES: "tensor"},
+}
+TENSOR_RAW_DATA = 9
+
+
+def _encoded_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _length_field(number: int, payload: bytes) -> bytes:
+    return _encoded_varint(number << 3 | LENGTH) + _encoded_varint(len(payload)) + payload
+
+
+def inlined_external_data(data: bytes, external: dict[str, bytes], name: str) -> bytes:
+    """The model in `data` with every external tensor's bytes moved into its raw_data
+    (`external`: location -> file contents), so that onnxruntime reads no file at all:
+    its in-memory external files do not reach the initializers of subgraphs."""
+    with memoryview(data) as view:
+        try:
+            return _inlined(view, 0, len(view), "model", external, name)
+        except (MalformedModel, RecursionError) as exc:
+            raise ModelError(f"{name} is not a loadable ONNX model (malformed protobuf: {exc or 'nested too deeply'})"
+                             ) from None
+
+
+def _inlined(buf: memoryview, start: int, end: int, kind: str, external: dict[str, bytes], name: str) -> bytes:
+    if kind == "tensor":
+        return _inlined_tensor(buf, start, end, external, name)
+    children = CHILDREN[kind]
+    out = []
+    for number, wire, (field_start, value_start), field_end in _fields_with_spans(buf, start, end):
+        if wire == LENGTH and number in children:
+            out.append(_length_field(number, _inlined(buf, value_start, field_end, children[number], external, name)))
+        else:
+            out.append(buf[field_start:field_end])
+    return b"".join(out)
+
+
+def _inlined_tensor(buf: memoryview, start: int, end: int, external: dict[str, bytes], name: str) -> bytes:
+    entries: dict[str, str] = {}
+    kept = []
+    external_tensor = False
+    for number, wire, a, b in _fields_with_spans(buf, start, end):
+        if number == TENSOR_EXTERNAL_DATA and wire == LENGTH:
+            entry = {k: bytes(buf[p:q]).decode("utf-8", "replace")
+                     for k, p, q in _message_fields(buf, a[1], b, (ENTRY_KEY, ENTRY_VALUE))}
+            entries[entry.get(ENTRY_KEY, "")] = entry.get(ENTRY_VALUE, "")
+        elif number == TENSOR_DATA_LOCATION and wire == VARINT:
+            external_tensor = a[1] == 1
+        else:
+            kept.append(buf[a[0]:b])
+    if not external_tensor and "location" not in entries:
+        return bytes(buf[start:end])
+    contents = external.get(entries.get("location", ""), b"")
+    try:
+        offset = int(entries.get("offset", "0"))
+        length = int(entries["length"]) if "length" in entries else len(contents) - offset
+    except ValueError:
+        raise ModelError(f"{name}: an external tensor has a non-numeric offset or length") from None
+    if offset < 0 or length < 0 or offset + length > len(contents):
+        raise ModelError(f"{name}: an external tensor lies outside its weights file "
+                         f"({entries.get('location', '')!r}, {len(contents)} bytes): the weights do not match the model")
+    return b"".join(kept) + _length_field(TENSOR_RAW_DATA, contents[offset:offset + length])
+
+
+def _fields_with_spans(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, tuple[int, int], int]]:
+    """(number, wire type, (field start, value start or varint value), field end) of each field."""
+    i = start
+    while i < end:
+        key, after_key = _varint(buf, i, end)
+        number, wire = key >> 3, key & 7
+        if wire == VARINT:
+            value, after = _varint(buf, after_key, end)
+            yield number, wire, (i, value), after
+        elif wire in (FIXED64, FIXED32):
+            after = after_key + (8 if wire == FIXED64 else 4)
+            if after > end:
+                raise MalformedModel("field runs past the end")
+            yield number, wire, (i, after_key), after
+        elif wire == LENGTH:
+            length, value_start = _varint(buf, after_key, end)
+            after = value_start + length
+            if after > end:
+                raise MalformedModel("field runs past the end")
+            yield number, wire, (i, value_start), after
+        else:
+            raise MalformedModel(f"wire type {wire}")
+        i = after
+
+
 def check_external_data(source: Path | bytes, name: str) -> None:
     """Refuse external-data locations that leave the model's directory (or any, for bytes)."""
     data = source if isinstance(source, bytes) else read_model_file(source, name)
@@ -280,15 +384,18 @@ def open_session(source: Path | bytes, name: str, options: ort.SessionOptions,
                  providers: Sequence[str | tuple[str, dict]]) -> ort.InferenceSession:
     """An onnxruntime session of the model at `source` (a path or the file's bytes) that
     owns all its weights: the file and its external data are read here, checked, and
-    handed to onnxruntime from memory (a copy of `options` carries the external data,
-    so that `options` can serve another model)."""
+    handed to onnxruntime from memory: inlined into the model's bytes, or for a model of
+    more than 2 GiB in a copy of `options` (so that `options` can serve another model)."""
     data = source if isinstance(source, bytes) else read_model_file(source, name)
     files = external_data_files(data, None if isinstance(source, bytes) else source, name)
     if files:
         external = read_external_data(files, name)
-        options = copied_options(options)
-        options.add_external_initializers_from_files_in_memory(
-            list(external), list(external.values()), [len(contents) for contents in external.values()])
+        if len(data) + sum(len(contents) for contents in external.values()) <= MAX_MODEL_BYTES:
+            data = inlined_external_data(data, external, name)
+        else:  # too large for one protobuf: onnxruntime's in-memory files (not read by subgraphs)
+            options = copied_options(options)
+            options.add_external_initializers_from_files_in_memory(
+                list(external), list(external.values()), [len(contents) for contents in external.values()])
     ort.set_default_logger_severity(QUIET_LOG_SEVERITY)
     try:
         return ort.InferenceSession(data, options, providers=list(providers))

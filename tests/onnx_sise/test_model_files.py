@@ -51,6 +51,7 @@ def test_fault_model_rewritten_while_the_cli_loads_it(lite0_path: Path, photos: 
     finally:
         writer.kill()
         writer.wait()
+        writer.stdout.close()  # type: ignore[union-attr]
 
 
 def test_bad_input_model_files_that_are_not_regular(tmp_path: Path) -> None:
