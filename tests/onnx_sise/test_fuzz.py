@@ -231,7 +231,12 @@ def test_fuzz_mutated_metadata_is_read_or_refused(text: str) -> None:
     _metadata_read_or_refused(text)
 
 
+DEEP_JSON = st.tuples(st.integers(2_000, 200_000), st.sampled_from("[{")).map(
+    lambda depth_open: ('{"a":' if depth_open[1] == "{" else "[") * depth_open[0] + "0" + "}]"[depth_open[1] == "["]
+    * depth_open[0])
+
+
 @FUZZ
-@given(JSON_VALUES.map(json.dumps) | st.text(max_size=64))
+@given(JSON_VALUES.map(json.dumps) | st.text(max_size=64) | DEEP_JSON)
 def test_fuzz_any_json_as_metadata_is_read_or_refused(text: str) -> None:
     _metadata_read_or_refused(text)

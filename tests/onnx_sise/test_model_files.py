@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from onnx_sise.errors import ModelError
-from onnx_sise.model_files import check_external_data, read_model_file
+from onnx_sise.model_files import check_external_data
 
 CLI_RUNS = 6
 # Rewrites the model in place forever: truncated to a third, then written whole again.
@@ -55,6 +55,8 @@ def test_fault_model_rewritten_while_the_cli_loads_it(lite0_path: Path, photos: 
 
 
 def test_bad_input_model_files_that_are_not_regular(tmp_path: Path) -> None:
+    from onnx_sise.model_files import read_model_file
+
     fifo = tmp_path / "pipe.onnx"
     os.mkfifo(fifo)
     with pytest.raises(ModelError, match="is not a regular file"):
