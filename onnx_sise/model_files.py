@@ -1,22 +1,28 @@
 """Opening an ONNX model in onnxruntime safely, from a path or from bytes.
 
-Before onnxruntime sees a model, its external-data references are read straight from
-the protobuf (no `onnx` package on the explain path) and checked: from a path, every
-location must be a relative path that stays inside the model's directory once symbolic
-links are resolved; a model given as bytes may not reference external files at all
-(onnxruntime would look for them in the working directory). onnxruntime 1.31 and onnx
-1.23 refuse escaping paths too; this check gives the same answer on every version, with
-a message that names the tensor.
+The model file is read once, without blocking and only if it is a regular file, into
+memory (never memory-mapped: a file truncated while it is read would kill the process
+with SIGBUS), and onnxruntime gets those very bytes. Its external-data references are
+read straight from the protobuf (no `onnx` package on the explain path) and checked:
+from a path, every location must be a relative path that stays inside the model's
+directory once symbolic links are resolved; a model given as bytes may not reference
+external files at all (onnxruntime would look for them in the working directory).
+onnxruntime 1.31 and onnx 1.23 refuse escaping paths too; this check gives the same
+answer on every version, with a message that names the tensor. The external data files
+are read into memory too and handed to onnxruntime, which copies them into the session:
+left to itself it memory-maps them, and truncating the weights file after the session
+was made would kill the next call with SIGBUS.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from .errors import ModelError
 
@@ -31,6 +37,17 @@ SPARSE_VALUES, SPARSE_INDICES = 1, 2
 TENSOR_NAME, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 8, 13, 14
 ENTRY_KEY, ENTRY_VALUE = 1, 2
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+
+# protobuf's own limit on one serialized message: a larger model file is not ONNX.
+MAX_MODEL_BYTES = 2**31 - 1
+# All the external data files of one model together (they are read into memory).
+MAX_EXTERNAL_DATA_BYTES = 32 * 2**30
+# onnxruntime's FATAL: its own log lines would add to the one-line error.
+QUIET_LOG_SEVERITY = 4
+READ_CHUNK = 1 << 24
+# What onnxruntime raises: its own exception types (none derives from another) and RuntimeError.
+RUNTIME_ERRORS = (RuntimeError, *(kind for kind in vars(ort_state).values()
+                                  if isinstance(kind, type) and issubclass(kind, Exception)))
 
 # SessionOptions fields an Explainer copies from a user's session; profiling and
 # optimized_model_filepath are left out on purpose: they would write files.
@@ -88,7 +105,7 @@ def _message_fields(buf: memoryview, start: int, end: int, wanted: Sequence[int]
             yield number, a, b
 
 
-def external_data_locations(data: bytes | memoryview | mmap.mmap) -> list[tuple[str, str]]:
+def external_data_locations(data: bytes | memoryview) -> list[tuple[str, str]]:
     """(tensor name, location) of every tensor stored as external data, in the graph,
     its sparse initializers, node attributes, subgraphs and functions."""
     with memoryview(data) as view:
@@ -146,43 +163,215 @@ def _external_data_locations(buf: memoryview) -> list[tuple[str, str]]:
     return found
 
 
-def check_external_data(source: Path | bytes, name: str) -> None:
-    """Refuse external-data locations that leave the model's directory (or any, for bytes)."""
+def read_model_file(path: Path, name: str) -> bytes:
+    """The bytes of the model file at `path` (`name` in messages), refused in one line if
+    it is missing, not a regular file, empty, too large or changed while it was read."""
+    data = read_bounded(path, name, MAX_MODEL_BYTES, missing=f"model file not found: {name}")
+    if not data:
+        raise ModelError(f"{name} is empty (0 bytes): not an ONNX model")
+    return data
+
+
+def read_bounded(path: Path, name: str, limit: int, missing: str) -> bytes:
+    """The bytes of the regular file at `path`, opened without blocking (a FIFO or a
+    device never hangs the caller) and read only if it holds at most `limit` bytes;
+    `missing` is the message for a path that does not exist."""
     try:
-        if isinstance(source, bytes):
-            locations = external_data_locations(source)
-        else:
-            with open(source, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size == 0:
-                    raise ModelError(f"{name} is empty (0 bytes): not an ONNX model")
-                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                    locations = external_data_locations(mapped)
-    except (MalformedModel, RecursionError) as exc:
-        raise ModelError(f"{name} is not a loadable ONNX model (malformed protobuf: {exc or 'nested too deeply'})") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelError(missing) from None
     except OSError as exc:
         raise ModelError(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        before = os.fstat(fd)
+        if stat.S_ISDIR(before.st_mode):
+            raise ModelError(f"{name} is not a file (a directory)")
+        if not stat.S_ISREG(before.st_mode):
+            raise ModelError(f"{name} is not a regular file (a pipe, device or socket): pass a file")
+        if before.st_size > limit:
+            raise ModelError(f"{name} is {before.st_size} bytes: more than the {limit} bytes accepted")
+        data = _read_all(fd, before.st_size + 1)
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise ModelError(f"cannot read {name}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise ModelError(f"{name} changed while it was read: load it again once it is completely written")
+    return data
+
+
+def _read_all(fd: int, most: int) -> bytes:
+    chunks, total = [], 0
+    while total < most:
+        chunk = os.read(fd, min(READ_CHUNK, most - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def external_data_files(data: bytes, path: Path | None, name: str) -> dict[str, Path]:
+    """The file of each distinct external-data location of the model in `data` (read
+    from `path`, or given as bytes: None), each checked to stay beside the model."""
+    try:
+        locations = external_data_locations(data)
+    except (MalformedModel, RecursionError) as exc:
+        raise ModelError(f"{name} is not a loadable ONNX model (malformed protobuf: {exc or 'nested too deeply'})") from None
     if not locations:
-        return
+        return {}
     tensor, location = locations[0]
-    if isinstance(source, bytes):
+    if path is None:
         raise ModelError(f"{name} stores tensor {tensor!r} as external data ({location!r}): a model given as bytes "
                          "cannot reference files; load it from its path")
-    folder = source.resolve().parent
+    folder = path.resolve().parent
+    files: dict[str, Path] = {}
     for tensor, location in locations:
         candidate = Path(location)
-        inside = not candidate.is_absolute() and (folder / candidate).resolve().is_relative_to(folder)
-        if not location or not inside:
+        inside = bool(location) and not candidate.is_absolute() and (folder / candidate).resolve().is_relative_to(folder)
+        if not inside:
             raise ModelError(f"{name}: external data of tensor {tensor!r} points outside the model's directory "
                              f"({location!r}): refused; keep the weights file beside the model")
+        files.setdefault(location, folder / candidate)
+    return files
 
 
-def copied_session_options(session: ort.InferenceSession) -> ort.SessionOptions:
-    """A fresh SessionOptions with `session`'s threading, optimisation and memory settings."""
-    theirs = session.get_session_options()
+def read_external_data(files: dict[str, Path], name: str) -> dict[str, bytes]:
+    """The contents of each external data file (location -> bytes), bounded together
+    by MAX_EXTERNAL_DATA_BYTES."""
+    contents: dict[str, bytes] = {}
+    left = MAX_EXTERNAL_DATA_BYTES
+    for location, file in files.items():
+        contents[location] = read_bounded(
+            file, f"the external data file {location!r} of {name}", left,
+            missing=f"{name}: its external data file {location!r} is missing: keep the weights beside the model")
+        left -= len(contents[location])
+    return contents
+
+
+# Which field of which message holds which kind of message, on the paths from a model
+# to its tensors (onnx.proto); everything else is copied as it is.
+CHILDREN = {
+    "model": {MODEL_GRAPH: "graph", MODEL_FUNCTIONS: "function"},
+    "graph": {GRAPH_NODE: "node", GRAPH_INITIALIZER: "tensor", GRAPH_SPARSE_INITIALIZER: "sparse"},
+    "function": {FUNCTION_NODE: "node"},
+    "node": {NODE_ATTRIBUTE: "attribute"},
+    "attribute": {ATTRIBUTE_TENSOR: "tensor", ATTRIBUTE_TENSORS: "tensor", ATTRIBUTE_GRAPH: "graph",
+                  ATTRIBUTE_GRAPHS: "graph", ATTRIBUTE_SPARSE_TENSOR: "sparse", ATTRIBUTE_SPARSE_TENSORS: "sparse"},
+    "sparse": {SPARSE_VALUES: "tensor", SPARSE_INDICES: "tensor"},
+}
+TENSOR_RAW_DATA = 9
+
+
+def _encoded_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _length_field(number: int, payload: bytes) -> bytes:
+    return _encoded_varint(number << 3 | LENGTH) + _encoded_varint(len(payload)) + payload
+
+
+def inlined_external_data(data: bytes, external: dict[str, bytes], name: str) -> bytes:
+    """The model in `data` with every external tensor's bytes moved into its raw_data
+    (`external`: location -> file contents), so that onnxruntime reads no file at all:
+    its in-memory external files do not reach the initializers of subgraphs."""
+    with memoryview(data) as view:
+        try:
+            return _inlined(view, 0, len(view), "model", external, name)
+        except (MalformedModel, RecursionError) as exc:
+            raise ModelError(f"{name} is not a loadable ONNX model (malformed protobuf: {exc or 'nested too deeply'})"
+                             ) from None
+
+
+def _inlined(buf: memoryview, start: int, end: int, kind: str, external: dict[str, bytes], name: str) -> bytes:
+    if kind == "tensor":
+        return _inlined_tensor(buf, start, end, external, name)
+    children = CHILDREN[kind]
+    out = []
+    for number, wire, (field_start, value_start), field_end in _fields_with_spans(buf, start, end):
+        if wire == LENGTH and number in children:
+            out.append(_length_field(number, _inlined(buf, value_start, field_end, children[number], external, name)))
+        else:
+            out.append(buf[field_start:field_end])
+    return b"".join(out)
+
+
+def _inlined_tensor(buf: memoryview, start: int, end: int, external: dict[str, bytes], name: str) -> bytes:
+    entries: dict[str, str] = {}
+    kept = []
+    external_tensor = False
+    for number, wire, a, b in _fields_with_spans(buf, start, end):
+        if number == TENSOR_EXTERNAL_DATA and wire == LENGTH:
+            entry = {k: bytes(buf[p:q]).decode("utf-8", "replace")
+                     for k, p, q in _message_fields(buf, a[1], b, (ENTRY_KEY, ENTRY_VALUE))}
+            entries[entry.get(ENTRY_KEY, "")] = entry.get(ENTRY_VALUE, "")
+        elif number == TENSOR_DATA_LOCATION and wire == VARINT:
+            external_tensor = a[1] == 1
+        else:
+            kept.append(buf[a[0]:b])
+    if not external_tensor and "location" not in entries:
+        return bytes(buf[start:end])
+    contents = external.get(entries.get("location", ""), b"")
+    try:
+        offset = int(entries.get("offset", "0"))
+        length = int(entries["length"]) if "length" in entries else len(contents) - offset
+    except ValueError:
+        raise ModelError(f"{name}: an external tensor has a non-numeric offset or length") from None
+    if offset < 0 or length < 0 or offset + length > len(contents):
+        raise ModelError(f"{name}: an external tensor lies outside its weights file "
+                         f"({entries.get('location', '')!r}, {len(contents)} bytes): the weights do not match the model")
+    return b"".join(kept) + _length_field(TENSOR_RAW_DATA, contents[offset:offset + length])
+
+
+def _fields_with_spans(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, tuple[int, int], int]]:
+    """(number, wire type, (field start, value start or varint value), field end) of each field."""
+    i = start
+    while i < end:
+        key, after_key = _varint(buf, i, end)
+        number, wire = key >> 3, key & 7
+        if wire == VARINT:
+            value, after = _varint(buf, after_key, end)
+            yield number, wire, (i, value), after
+        elif wire in (FIXED64, FIXED32):
+            after = after_key + (8 if wire == FIXED64 else 4)
+            if after > end:
+                raise MalformedModel("field runs past the end")
+            yield number, wire, (i, after_key), after
+        elif wire == LENGTH:
+            length, value_start = _varint(buf, after_key, end)
+            after = value_start + length
+            if after > end:
+                raise MalformedModel("field runs past the end")
+            yield number, wire, (i, value_start), after
+        else:
+            raise MalformedModel(f"wire type {wire}")
+        i = after
+
+
+def check_external_data(source: Path | bytes, name: str) -> None:
+    """Refuse external-data locations that leave the model's directory (or any, for bytes)."""
+    data = source if isinstance(source, bytes) else read_model_file(source, name)
+    external_data_files(data, None if isinstance(source, bytes) else source, name)
+
+
+def copied_options(theirs: ort.SessionOptions) -> ort.SessionOptions:
+    """A fresh SessionOptions with the threading, optimisation and memory settings of
+    `theirs` (config entries cannot be listed, so they are not copied)."""
     options = ort.SessionOptions()
     for name in SHARED_OPTIONS:
         setattr(options, name, getattr(theirs, name))
     return options
+
+
+def copied_session_options(session: ort.InferenceSession) -> ort.SessionOptions:
+    """A fresh SessionOptions with `session`'s threading, optimisation and memory settings."""
+    return copied_options(session.get_session_options())
 
 
 def providers_of(session: ort.InferenceSession) -> list[tuple[str, dict[str, str]]]:
@@ -193,16 +382,27 @@ def providers_of(session: ort.InferenceSession) -> list[tuple[str, dict[str, str
 
 def open_session(source: Path | bytes, name: str, options: ort.SessionOptions,
                  providers: Sequence[str | tuple[str, dict]]) -> ort.InferenceSession:
-    """An onnxruntime session of the model at `source` (a path or the file's bytes),
-    its external data checked first."""
-    check_external_data(source, name)
+    """An onnxruntime session of the model at `source` (a path or the file's bytes) that
+    owns all its weights: the file and its external data are read here, checked, and
+    handed to onnxruntime from memory: inlined into the model's bytes, or for a model of
+    more than 2 GiB in a copy of `options` (so that `options` can serve another model)."""
+    data = source if isinstance(source, bytes) else read_model_file(source, name)
+    files = external_data_files(data, None if isinstance(source, bytes) else source, name)
+    if files:
+        external = read_external_data(files, name)
+        if len(data) + sum(len(contents) for contents in external.values()) <= MAX_MODEL_BYTES:
+            data = inlined_external_data(data, external, name)
+        else:  # too large for one protobuf: onnxruntime's in-memory files (not read by subgraphs)
+            options = copied_options(options)
+            options.add_external_initializers_from_files_in_memory(
+                list(external), list(external.values()), [len(contents) for contents in external.values()])
+    ort.set_default_logger_severity(QUIET_LOG_SEVERITY)
     try:
-        return ort.InferenceSession(source if isinstance(source, bytes) else str(source), options,
-                                    providers=list(providers))
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise ModelError(f"{name} is not a loadable ONNX model ({_first_line(exc)})") from None
+        return ort.InferenceSession(data, options, providers=list(providers))
+    except Exception as exc:  # onnxruntime's own types, and ValueError for its providers
+        raise ModelError(f"{name} is not a loadable ONNX model ({first_line(exc)})") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

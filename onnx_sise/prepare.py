@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError
+from .model_files import external_data_files, read_external_data, read_model_file
 
 CACHE_ENV = "ONNX_SISE_CACHE"
 log = logging.getLogger(__name__)
@@ -28,11 +29,14 @@ def default_cache_dir() -> Path:
 
 
 def content_hash(path: Path) -> str:
-    """sha256 of the model file (external data files are not hashed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    """sha256 of the model file and of every external data file it references (new
+    weights beside the same graph are a new model), each read bounded, regular files only."""
+    data = read_model_file(path, str(path))
+    digest = hashlib.sha256(data)
+    for location, contents in read_external_data(external_data_files(data, path, str(path)), str(path)).items():
+        for part in (location.encode("utf-8", "surrogatepass"), contents):
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
     return digest.hexdigest()
 
 

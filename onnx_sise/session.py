@@ -3,7 +3,6 @@ and the batched masked forward passes (only `batch_scores` is computed for those
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,8 +12,9 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ModelError, PlainModelError
-from .model_files import open_session
-from .model_info import METADATA_KEY, ModelInfo
+from .model_files import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
+from .model_info import METADATA_KEY, ModelInfo, parse_object
+from .model_shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 VARIANT_KEY = "onnx_sise_scoring_variant"
@@ -28,9 +28,25 @@ class BlockFeatures:
     gradients: np.ndarray
 
 
+def custom_metadata(session: ort.InferenceSession, source: str) -> dict[str, str]:
+    """The model's metadata_props, refused in one line unless they are UTF-8 text."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        raise ModelError(f"{source} has metadata that is not UTF-8 text: export the model again") from None
+
+
+def run(session: ort.InferenceSession, names: list[str], feeds: dict[str, np.ndarray], source: str) -> list:
+    """session.run, an onnxruntime failure (a graph edited into one that cannot run) as one ModelError line."""
+    try:
+        return session.run(names, feeds)
+    except RUNTIME_ERRORS as exc:
+        raise ModelError(f"{source} failed in onnxruntime ({first_line(exc)}): export the model again") from None
+
+
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = QUIET_LOG_SEVERITY
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
@@ -53,9 +69,6 @@ class ExplainableModel:
         in_memory = isinstance(path, (bytes, bytearray, memoryview))
         self.path = None if in_memory else Path(path)
         self.source = "the model bytes" if in_memory else str(self.path)
-        if self.path is not None and not self.path.is_file():
-            raise ModelError(f"model file not found: {self.path}" if not self.path.exists()
-                             else f"{self.path} is not a file")
         if providers is None:
             if provider not in PROVIDERS:
                 raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
@@ -69,7 +82,7 @@ class ExplainableModel:
         self.providers = list(providers)
         self.session = open_session(bytes(path) if in_memory else self.path, self.source, self.options, self.providers)
         self.provider = provider
-        metadata = self.session.get_modelmeta().custom_metadata_map
+        metadata = custom_metadata(self.session, self.source)
         if METADATA_KEY not in metadata:
             raise PlainModelError(
                 f"{self.source} is a plain ONNX model, not an explainable one: "
@@ -77,6 +90,8 @@ class ExplainableModel:
             )
         self.info = ModelInfo.from_json(metadata[METADATA_KEY])
         self._check_outputs()
+        check_shapes(self.session, self.info, self.source)
+        self.scores(np.zeros(image_dims(self.info.input, None)[1:], np.float32))  # a graph that cannot run fails here
         switch = self.info.graph.gradient_switch
         self._gradient_switch = {switch: np.array(True)} if switch in self._feeds() else {}
         self.scoring_session = self.session
@@ -91,22 +106,22 @@ class ExplainableModel:
     def _load_scoring_variant(self, path: Path, threads: int | None, cuda_graph: bool) -> None:
         """A copy of the scoring sub-graph (onnx_sise_export.variants: fp32 for CUDA
         graphs, fp16, int8) runs the masked passes; the gradient call stays in this session."""
-        if not path.is_file():
-            raise ModelError(f"scoring model not found: {path}")
         providers = self.providers
         if cuda_graph:
             providers = [(PROVIDERS["cuda"], {"enable_cuda_graph": "1"})]
-        session = open_session(path, str(path), self.options, providers)
-        raw = session.get_modelmeta().custom_metadata_map.get(VARIANT_KEY)
+        name = f"scoring model {path}"
+        session = open_session(path, name, self.options, providers)
+        raw = custom_metadata(session, name).get(VARIANT_KEY)
         if raw is None:
             raise ModelError(f"{path} is not a scoring variant: write one with onnx_sise_export.write_scoring_variant")
-        variant = json.loads(raw)
+        variant = parse_object(raw, "scoring variant metadata")
         g = self.info.graph
         if (variant.get("masked_batch"), variant.get("batch_scores"), variant.get("num_classes")) != (
-                g.masked_batch, g.batch_scores, self.info.num_classes):
+                g.masked_batch, g.batch_scores, self.info.num_classes) or isinstance(variant.get("num_classes"), bool):
             raise ModelError(f"{path} is a scoring variant of another model: write it again from {self.source}")
+        check_scoring_shapes(session, self.info, name)
         self.scoring_session = session
-        self.scoring_precision = str(variant.get("precision", "?"))
+        self.scoring_precision = str(variant.get("precision", "?"))[:16]
         self.cuda_graph = cuda_graph
 
     def _check_outputs(self) -> None:
@@ -127,7 +142,8 @@ class ExplainableModel:
     def scores(self, image: np.ndarray) -> np.ndarray:
         """Psi for every class, (classes,), of one preprocessed image without batch axis."""
         g = self.info.graph
-        (scores,) = self.session.run([g.batch_scores], {g.masked_batch: image[None]})
+        (scores,) = run(self.session, [g.batch_scores], {g.masked_batch: image[None]}, self.source)
+        expect_shape(scores, (1, self.info.num_classes), g.batch_scores, self.source)
         return scores[0]
 
     def block_features(self, image: np.ndarray, target_weights: np.ndarray,
@@ -139,14 +155,18 @@ class ExplainableModel:
         feeds = {g.image: image[None], g.target_weights: target_weights[None], **self._gradient_switch}
         if logit_weights is not None:
             feeds[g.logit_weights] = logit_weights[None]
-        outputs = self.session.run(names, feeds)
+        outputs = run(self.session, names, feeds, self.source)
         n = len(self.info.taps)
+        for tap, activations, gradients in zip(self.info.taps, outputs[:n], outputs[n:]):
+            expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
+            expect_shape(gradients, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
         return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
 
     def batch_scores(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""
         g = self.info.graph
-        (scores,) = self.scoring_session.run([g.batch_scores], {g.masked_batch: batch})
+        (scores,) = run(self.scoring_session, [g.batch_scores], {g.masked_batch: batch}, self.source)
+        expect_shape(scores, (batch.shape[0], self.info.num_classes), g.batch_scores, self.source)
         return scores[:, list(classes)]
 
 
@@ -162,7 +182,7 @@ class MaskGradient:
             raise ModelError(f"{model.source} has no mask-gradient sub-graph (SIGCAM needs it): export the model again "
                              "with this version of onnx_sise")
         self.model = model
-        self.batch, _, self.mask_size, _ = (int(d) for d in shapes[g.masks])
+        self.batch, self.mask_size = mask_geometry(model.session, model.info, model.source)
 
     def __call__(self, image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, noise: np.ndarray | None,
                  target_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,5 +199,7 @@ class MaskGradient:
             full = np.zeros((self.batch, *image.shape), np.float32)
             full[:count] = noise
             feeds[g.mask_noise] = full
-        scores, gradients = self.model.session.run([g.mask_scores, g.mask_gradients], feeds)
+        scores, gradients = run(self.model.session, [g.mask_scores, g.mask_gradients], feeds, self.model.source)
+        expect_shape(scores, (self.batch,), g.mask_scores, self.model.source)
+        expect_shape(gradients, (self.batch, 1, self.mask_size, self.mask_size), g.mask_gradients, self.model.source)
         return scores[:count], gradients[:count, 0]

@@ -13,6 +13,7 @@ arguments of `python -m onnx_sise explain` (`cli`).
 
 from __future__ import annotations
 
+import json
 import struct
 import sys
 import zlib
@@ -298,6 +299,80 @@ def malformed_metadata(folder: Path, photos: Path, lite0: Path) -> Path:
 def with_external_reference(folder: Path, photos: Path) -> bytes:
     source = build(folder / "external.onnx", external=True)
     return source.read_bytes()
+
+
+# --- model files and metadata (issue 13) ---------------------------------------------
+
+
+def retouched(change: Callable[[dict], object], name: str) -> Callable[[Path, Path, Path], Path]:
+    """A builder of the real Lite0 with its metadata document edited by `change`."""
+
+    def make(folder: Path, photos: Path, lite0: Path) -> Path:
+        import onnx
+
+        model = onnx.load(str(lite0))
+        for prop in model.metadata_props:
+            if prop.key == "onnx_sise":
+                document = json.loads(prop.value)
+                change(document)
+                prop.value = json.dumps(document)
+        path = folder / f"{name}.sise.onnx"
+        onnx.save(model, str(path))
+        return path
+
+    return make
+
+
+def non_utf8_metadata(folder: Path, photos: Path, lite0: Path) -> Path:
+    """Lite0 whose metadata's model name holds bytes that are not UTF-8 (same length, so
+    the protobuf stays well formed)."""
+    data = lite0.read_bytes()
+    name = b'"model_name":"efficientnet-lite0"'
+    assert data.count(name) == 1
+    return write(folder, "latin1.sise.onnx", data.replace(name, name.replace(b"ef", b"\xff\xfe", 1)))
+
+
+def regrouped_conv(folder: Path, photos: Path, lite0: Path) -> Path:
+    """Lite0 with one depthwise Conv's `group` set to 1: the graph loads, its run fails."""
+    import onnx
+
+    model = onnx.load(str(lite0))
+    group = next(a for n in model.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group" and a.i > 1)
+    group.i = 1
+    path = folder / "regrouped.sise.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def raw_metadata(text: str, name: str) -> Callable[[Path, Path, Path], Path]:
+    def make(folder: Path, photos: Path, lite0: Path) -> Path:
+        import onnx
+
+        model = onnx.load(str(lite0))
+        next(p for p in model.metadata_props if p.key == "onnx_sise").value = text
+        path = folder / f"{name}.sise.onnx"
+        onnx.save(model, str(path))
+        return path
+
+    return make
+
+
+def padded(document: dict) -> None:
+    document["padding"] = "x" * (17 * 2**20)
+
+
+def set_in(*keys: object, value: object) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        inner: Any = document
+        for key in keys[:-1]:
+            inner = inner[key]
+        inner[keys[-1]] = value
+
+    return change
+
+
+METADATA_MALFORMED = "explainable ONNX metadata is malformed"
+GRAPH_MISMATCH = "the graph does not match its metadata"
 
 
 # --- the corpus -------------------------------------------------------------------
@@ -590,6 +665,36 @@ CASES: list[Case] = [
     Case("ucag_time_limit", "option", rgb_array, TimeLimitError, "stopped at max_seconds=1",
          photo_cli("--method", "ucag-gradcam", "--ucag-n", "32", "--max-seconds", "1"),
          options={"method": "ucag-gradcam", "ucag_n": 32, "max_seconds": 1}, within=90),
+    # --- model files and metadata (issue 13) ---
+    Case("model_is_fifo", "model", lambda f, p, m: fifo(f, p), ModelError,
+         "is not a regular file (a pipe, device or socket)", model_cli),
+    Case("metadata_input_size", "model", retouched(set_in("input", "height", value=200), "size"), ModelError,
+         "tensor 'image' has shape [1, 3, 224, 224], its metadata says [1, 3, 200, 224]", model_cli),
+    Case("metadata_class_count", "model",
+         retouched(lambda d: d.update(num_classes=999, labels=d["labels"][:999]), "classes"), ModelError,
+         "tensor 'target_weights' has shape [1, 1000], its metadata says [1, 999]", model_cli),
+    Case("metadata_layout", "model", retouched(set_in("input", "layout", value="NHWC"), "layout"), ModelError,
+         "its metadata says [1, 224, 224, 3]", model_cli),
+    Case("metadata_tap_channels", "model", retouched(set_in("taps", 0, "channels", value=17), "tap"), ModelError,
+         GRAPH_MISMATCH, model_cli),
+    Case("metadata_string_for_int", "model", retouched(set_in("input", "height", value="224"), "text"), ModelError,
+         "input.height must be an integer from 1 to", model_cli),
+    Case("metadata_float_height", "model", retouched(set_in("input", "width", value=224.5), "float"), ModelError,
+         "input.width must be an integer from 1 to", model_cli),
+    Case("metadata_bool_for_int", "model", retouched(set_in("taps", 1, "reduction", value=True), "bool"),
+         ModelError, "taps[1].reduction must be an integer", model_cli),
+    Case("metadata_null_name", "model", retouched(set_in("model_name", value=None), "null"), ModelError,
+         "model_name must be text", model_cli),
+    Case("metadata_nested_lists", "model", retouched(set_in("input", "mean", value=[[1, 2], [3], [4]]), "nested"),
+         ModelError, "input.mean must be a number", model_cli),
+    Case("metadata_labels_not_text", "model", retouched(set_in("labels", value=list(range(1000))), "labels"),
+         ModelError, "labels[0] must be text", model_cli),
+    Case("metadata_not_utf8", "model", non_utf8_metadata, ModelError, "has metadata that is not UTF-8 text",
+         model_cli),
+    Case("metadata_deeply_nested", "model", raw_metadata("[" * 100_000 + "]" * 100_000, "deep"), ModelError,
+         "nested more than", model_cli),
+    Case("metadata_huge", "model", retouched(padded, "huge"), ModelError, "characters: more than", model_cli),
+    Case("conv_group_changed", "model", regrouped_conv, ModelError, "failed in onnxruntime", model_cli),
     # Output directories.
     Case("output_under_a_file", "output", lambda f, p: (f / "file").write_text("") or f / "file" / "sub", OutputError,
          "cannot create output directory", output_cli),

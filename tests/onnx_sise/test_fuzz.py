@@ -10,6 +10,7 @@ CI runs a few examples each (ONNX_SISE_FUZZ_EXAMPLES, default 40); a longer run:
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import zlib
@@ -30,7 +31,7 @@ from onnx_sise.explainer import checked_options
 from onnx_sise.image_io import decode_rgb
 from onnx_sise.image_sources import model_input
 from onnx_sise.model_files import MalformedModel, external_data_locations
-from onnx_sise.model_info import InputSpec
+from onnx_sise.model_info import InputSpec, ModelInfo, Tap
 
 EXAMPLES = int(os.environ.get("ONNX_SISE_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -274,3 +275,71 @@ def test_cli_value_parsers(text: str) -> None:
             parse(text)
         except argparse.ArgumentTypeError as exc:
             assert "\n" not in str(exc)
+
+
+METADATA = ModelInfo(model_name="m", input=InputSpec(224, 224), output_kind="logits", num_classes=3,
+                     taps=(Tap("block0", "layer2:input", 256, 56, 56, 4, "activation/block0", "gradient/block0"),),
+                     labels=("a", "b", "c"), verification={"scores": 1e-6}).to_json()
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=16)
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        return [prefix] + [p for key, value in node.items() for p in _paths(value, (*prefix, key))]
+    if isinstance(node, list):
+        return [prefix] + [p for i, value in enumerate(node) for p in _paths(value, (*prefix, i))]
+    return [prefix]
+
+
+@st.composite
+def mutated_metadata(draw: st.DrawFn) -> str:
+    """The metadata of a valid model with values replaced, fields deleted or added."""
+    document = json.loads(METADATA)
+    for _ in range(draw(st.integers(1, 4))):
+        path = draw(st.sampled_from(_paths(document)[1:]))
+        parent = document
+        for step in path[:-1]:
+            parent = parent[step]
+        action = draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "add" and isinstance(parent, dict):
+            parent[draw(st.text(max_size=12))] = draw(JSON_VALUES)
+        else:
+            parent[path[-1]] = draw(JSON_VALUES)
+        if not _paths(document)[1:]:
+            break
+    return json.dumps(document)
+
+
+def _metadata_read_or_refused(text: str) -> None:
+    try:
+        info = ModelInfo.from_json(text)
+    except ModelError as exc:
+        assert "\n" not in str(exc)
+        return
+    spec = info.input
+    assert all(type(v) is int and v >= 1 for v in (spec.height, spec.width, spec.channels, info.num_classes))
+    assert all(type(v) is float and np.isfinite(v) for v in (spec.scale, *spec.mean, *spec.std))
+    assert all(type(v) is int for tap in info.taps for v in (tap.channels, tap.height, tap.width, tap.reduction))
+    assert all(type(label) is str for label in info.labels)
+
+
+@FUZZ
+@given(mutated_metadata())
+def test_fuzz_mutated_metadata_is_read_or_refused(text: str) -> None:
+    _metadata_read_or_refused(text)
+
+
+DEEP_JSON = st.tuples(st.integers(2_000, 200_000), st.sampled_from("[{")).map(
+    lambda depth_open: ('{"a":' if depth_open[1] == "{" else "[") * depth_open[0] + "0" + "}]"[depth_open[1] == "["]
+    * depth_open[0])
+
+
+@FUZZ
+@given(JSON_VALUES.map(json.dumps) | st.text(max_size=64) | DEEP_JSON)
+def test_fuzz_any_json_as_metadata_is_read_or_refused(text: str) -> None:
+    _metadata_read_or_refused(text)

@@ -39,3 +39,51 @@ def test_malformed_or_future_metadata() -> None:
         ModelInfo.from_json(json.dumps({"format_version": 1}))
     with pytest.raises(ModelError, match="format version 99"):
         ModelInfo.from_json(json.dumps({"format_version": 99}))
+
+
+def _document(**changes: object) -> dict:
+    document = json.loads(_info().to_json())
+    document.update(changes)
+    return document
+
+
+@pytest.mark.parametrize("document,fragment", [
+    (_document(num_classes="3"), "num_classes must be an integer"),
+    (_document(num_classes=True), "num_classes must be an integer"),
+    (_document(num_classes=3.0), "num_classes must be an integer"),
+    (_document(format_version=True), "format version True"),
+    (_document(input={**_document()["input"], "height": 224.5}), "input.height must be an integer"),
+    (_document(input={**_document()["input"], "height": 10**9}), "input.height must be an integer from 1 to"),
+    (_document(input={**_document()["input"], "scale": float("nan")}), "input.scale must be a number"),
+    (_document(input={**_document()["input"], "mean": [0.0, 0.0]}), "input.mean must be a list of 3 numbers"),
+    (_document(input={**_document()["input"], "std": [1.0, None, 1.0]}), "input.std must be a number"),
+    (_document(input={**_document()["input"], "colour": "RGB"}), "input has an unknown field 'colour'"),
+    (_document(input=None), "input must be an object"),
+    (_document(labels=["a", 2, "c"]), "labels[1] must be text"),
+    (_document(labels="abc"), "labels must be a list"),
+    (_document(model_name="x" * 5000), "model_name must be text of at most"),
+    (_document(taps=[None]), "taps[0] must be an object"),
+    (_document(taps={"block0": {}}), "taps must be a list"),
+    (_document(graph={"image": 7}), "graph.image must be text"),
+    (_document(graph={"imagee": "image"}), "graph has an unknown field"),
+    (_document(verification={"scores": "small"}), "verification.'scores' must be a number"),
+])
+def test_bad_input_metadata_fields_checked_by_type(document: dict, fragment: str) -> None:
+    with pytest.raises(ModelError) as raised:
+        ModelInfo.from_json(json.dumps(document))
+    assert fragment in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("[" * 50_000 + "]" * 50_000, "nested more than"),
+    ('{"a": ' * 20 + "1" + "}" * 20, "nested more than"),
+    ('{"labels": "' + "[" * 100 + '"}', "format_version is missing"),  # brackets inside a string do not nest
+    (" " * (17 * 2**20), "characters: more than"),
+    ("{not json", "is not JSON"),
+    ("null", "a JSON null, not an object"),
+])
+def test_bad_input_metadata_documents_bounded(text: str, fragment: str) -> None:
+    with pytest.raises(ModelError) as raised:
+        ModelInfo.from_json(text)
+    message = str(raised.value)
+    assert fragment in message and "\n" not in message, message
