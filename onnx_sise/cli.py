@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import SiseError
 from .model_info import OUTPUT_KINDS, ModelInfo
+from .output_files import check_output_name, identities, refuse_overwriting
 from .preparation.options import CHECKS
 
 EXIT_BAD_INPUT = 2
@@ -58,7 +59,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing a usage block and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
+        raise UsageError(f"{printable(message)} (see {self.prog} --help)")  # it may quote an argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,6 +290,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     if args.steps < 1 or args.batch_size < 1:
         raise SiseError("--steps and --batch-size must be at least 1")
+    for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
+        refuse_output_over_inputs(report_path, [args.model, args.annotations])
     explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
     need_truth = any(m in GROUND_TRUTH_METRICS for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
@@ -310,7 +313,15 @@ def describe_input(info: ModelInfo) -> str:
             f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind} (change with `export` flags)")
 
 
+def refuse_output_over_inputs(output: Path, inputs: Sequence[Path]) -> None:
+    """Before any work: an output name a file system accepts, not in a directory's place,
+    and not one of the run's inputs."""
+    check_output_name(output)
+    refuse_overwriting(output, identities(inputs))
+
+
 def run_export(args: argparse.Namespace) -> None:
+    refuse_output_over_inputs(args.output, [args.model] if args.model else [])
     taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
     if args.zoo:
         try:
@@ -340,6 +351,7 @@ def run_variant(args: argparse.Namespace) -> None:
         raise SiseError(f"variant needs onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
     if args.precision == "int8" and not args.calibrate:
         raise SiseError("int8 needs --calibrate with a few photos like the ones you will explain")
+    refuse_output_over_inputs(args.output, [args.model, *args.calibrate])
     explainer = Explainer(args.model, prepare=False)
     batches = calibration_batches(explainer, args.calibrate) if args.precision == "int8" else []
     write_scoring_variant(args.model, args.output, args.precision, batches)

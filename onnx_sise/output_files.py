@@ -9,7 +9,7 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,6 +42,32 @@ def check_output_name(path: Path) -> None:
                           "accepts: rename the input to a shorter name")
     if path.is_dir():
         raise OutputError(f"cannot write {path}: a directory of that name is in the way (move it or choose --out)")
+
+
+def identities(paths: Sequence[Path]) -> set[tuple[int, int]]:
+    """(device, inode) of each existing path and, for a symbolic link, of its target."""
+    found = set()
+    for path in paths:
+        for look in (os.lstat, os.stat):
+            try:
+                info = look(path)
+            except OSError:
+                continue
+            found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def refuse_overwriting(path: Path, inputs: set[tuple[int, int]]) -> None:
+    """Refuse an output `path` that is one of the `inputs` (their `identities`): the same
+    file under any name, a hard link too. A symbolic link at `path` is replaced, not
+    followed: it is refused only when it is itself an input."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if (info.st_dev, info.st_ino) in inputs:
+        raise OutputError(f"the output {path} is an input of this run (the same file): it would be overwritten; "
+                          "choose another output path")
 
 
 def write_atomically(path: Path, payload: bytes) -> None:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .errors import OutputError
-from .output_files import check_output_name, replace_together
+from .output_files import check_output_name, identities, refuse_overwriting, replace_together
 
 # Stands for the class id in a top-k output name before the classes are known.
 CLASS_ID_PLACEHOLDER = "<class>"
@@ -65,7 +65,7 @@ def check_output_plan(images: Sequence[Path], out_dir: Path | None, suffixes: Se
     stem into one folder, a class given twice), replace an input of the run (the same file
     under any name, hard links too) or have a name no file system accepts."""
     owners: dict[Path, int] = {}
-    protected = _identities(inputs)
+    protected = identities(inputs)
     for number, image in enumerate(images):
         for suffix in suffixes:
             for path in output_paths(image, out_dir, suffix):
@@ -97,15 +97,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _refuse_overwriting_input(path: Path, suffix: str, protected: set[tuple[int, int]]) -> None:
-    candidates = [path] if CLASS_ID_PLACEHOLDER not in suffix else _top_k_candidates(path)
-    for candidate in candidates:
-        try:
-            info = os.lstat(candidate)
-        except OSError:
-            continue
-        if (info.st_dev, info.st_ino) in protected:
-            raise OutputError(f"the output {candidate} is an input of this run (the same file): it would be "
-                              "overwritten; choose another --out folder")
+    for candidate in [path] if CLASS_ID_PLACEHOLDER not in suffix else _top_k_candidates(path):
+        refuse_overwriting(candidate, protected)
 
 
 def _top_k_candidates(path: Path) -> list[Path]:
@@ -117,19 +110,6 @@ def _top_k_candidates(path: Path) -> list[Path]:
             return [path.parent / e.name for e in entries if e.name.startswith(head) and pattern.fullmatch(e.name)]
     except OSError:
         return []
-
-
-def _identities(paths: Sequence[Path]) -> set[tuple[int, int]]:
-    """(device, inode) of each path and, for a symbolic link, of what it points to."""
-    found = set()
-    for path in paths:
-        for look in (os.lstat, os.stat):
-            try:
-                info = look(path)
-            except OSError:
-                continue
-            found.add((info.st_dev, info.st_ino))
-    return found
 
 
 def write_outputs(rgb: np.ndarray, saliency: np.ndarray, png_path: Path, npy_path: Path) -> None:

@@ -352,3 +352,22 @@ def test_fault_stdout_closed_full_or_broken_is_one_line(redirect: str, code: int
         for stem in {name.split(".")[0] for name in written}:
             saliency = np.load(out / f"{stem}.gradcam.npy")
             assert cv2.imread(str(out / f"{stem}.gradcam.png")).shape == (*saliency.shape, 3)
+
+
+def test_bad_input_export_and_evaluate_refuse_to_write_over_their_input(lite0_path: Path, photos: Path,
+                                                                        tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent / "preparation"))
+    from foreign_models import build
+
+    model = build(tmp_path / "plain.onnx", layout="NCHW")
+    before = _snapshot(tmp_path)
+    done = run_cli("export", model, "-o", tmp_path / "." / "plain.onnx", "--check", "float32")
+    _refused_before_any_work(done, "is an input of this run", tmp_path, before)
+    out = tmp_path / "report"
+    _photo(out, "coffee.png", photos)
+    annotations = out / "evaluation.json"
+    annotations.write_text(json.dumps({"images": [{"file": "coffee.png", "target": 967, "boxes": [[0, 0, 9, 9]]}]}))
+    before = _snapshot(tmp_path)
+    done = run_cli("evaluate", lite0_path, "--images", out, "--annotations", annotations, "--methods", "gradcam",
+                   "--metrics", "ebpg", "--out", out)
+    _refused_before_any_work(done, f"the output {annotations} is an input of this run", tmp_path, before)
