@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,13 +36,21 @@ def ensure_writable_dir(directory: Path) -> None:
 
 
 def check_output_name(path: Path) -> None:
-    """Refuse a file name longer than NAME_MAX bytes, or a path that names a directory."""
+    """Refuse a file name longer than NAME_MAX bytes, or a path where a directory is."""
     size = len(os.fsencode(path.name))
     if size > NAME_MAX:
         raise OutputError(f"output file name {path.name!r} is {size} bytes, more than the {NAME_MAX} a file system "
-                          "accepts: rename the input to a shorter name")
-    if path.is_dir():
+                          "accepts: choose a shorter name (rename the input it is named after)")
+    if _is_directory(path):
         raise OutputError(f"cannot write {path}: a directory of that name is in the way (move it or choose --out)")
+
+
+def _is_directory(path: Path) -> bool:
+    """A directory itself, not a link to one (a rename replaces a link)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def identities(paths: Sequence[Path]) -> set[tuple[int, int]]:
