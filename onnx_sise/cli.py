@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SiseError
 from .model_info import OUTPUT_KINDS, ModelInfo
+from .output_files import check_output_name, identities, refuse_overwriting
 from .preparation.options import CHECKS
 
 EXIT_BAD_INPUT = 2
+# A run stopped by a signal exits with 128 + its number (130 SIGINT, 143 SIGTERM, 129
+# SIGHUP), as a shell reports a process the signal killed.
+EXIT_SIGNAL_BASE = 128
+# stdout closed by its reader (`| head -1`): 128 + SIGPIPE, the status `set -o pipefail`
+# sees from any tool that stops writing to a closed pipe.
+EXIT_BROKEN_PIPE = 128 + 13
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
 BASE_METHOD_NAMES = ("sise", "ada-sise", "gradcam", "gradcam++", "wgradcam", "rise", "score-cam", "sigcam")
 METHOD_NAMES = BASE_METHOD_NAMES + tuple(f"ucag-{name}" for name in BASE_METHOD_NAMES)
@@ -22,8 +34,36 @@ AOP_BASE_NAMES = ("wgradcam", "gradcam", "gradcam++", "none")
 METRIC_NAMES = ("ebpg", "miou", "bbox", "pointing", "drop", "increase", "deletion", "insertion")
 
 
+class UsageError(SiseError):
+    """The command line does not parse (an unknown option, a missing argument ...)."""
+
+
+class StdoutError(SiseError):
+    """stdout is closed, full or failing: what the CLI prints cannot be written."""
+
+
+class BrokenPipe(StdoutError):
+    """The reader of stdout went away (`| head -1`)."""
+
+
+class Stopped(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwinds the run (not an Exception, so that no
+    `except Exception` on the way swallows it) through every cleanup."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing a usage block and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{printable(message)} (see {self.prog} --help)")  # it may quote an argument
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="onnx_sise", description="SISE saliency maps for ONNX image classifiers.")
+    parser = OneLineParser(prog="onnx_sise", description="SISE saliency maps for ONNX image classifiers.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     explain = commands.add_parser("explain", help="explain predictions on images")
@@ -199,14 +239,17 @@ def chosen_method(args: argparse.Namespace) -> str:
 
 def run_explain(args: argparse.Namespace) -> None:
     from .explainer import Explainer
-    from .image_io import ensure_writable_dir, read_rgb
-    from .overlay import output_paths, write_outputs
+    from .image_io import read_rgb
+    from .output_files import ensure_writable_dir
+    from .overlay import check_output_plan, output_paths, planned_suffixes, result_suffix, write_outputs
 
     if args.batch_size < 1:
         raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
     method = chosen_method(args)
     if args.threads is not None and args.threads < 1:
         raise SiseError(f"--threads must be at least 1, got {args.threads}")
+    inputs = [args.model, *([args.scoring_model] if args.scoring_model else []), *args.images]
+    check_output_plan(args.images, args.out, planned_suffixes(method, args.target, args.top_k), inputs)
     for image in args.images:
         read_rgb(image)
     if args.out is not None:
@@ -215,39 +258,40 @@ def run_explain(args: argparse.Namespace) -> None:
                           cache_dir=args.cache_dir, scoring_model=args.scoring_model)
     if explainer.prepared is not None:
         how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
-        print(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
-        print(describe_input(explainer.info))
+        say(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
+        say(describe_input(explainer.info))
     for image in args.images:
         rgb = read_rgb(image)
         results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=method,
                                             progress=sys.stderr.isatty() and not args.json,
                                             max_seconds=args.max_seconds, **method_options(args))
         for result in results:
-            suffix = method if len(results) == 1 else f"{method}.{result.target}"
-            png_path, npy_path = output_paths(image, args.out, suffix)
+            png_path, npy_path = output_paths(image, args.out, result_suffix(method, result.target, len(results)))
             write_outputs(rgb, result.saliency, png_path, npy_path)
             if args.json:
-                print(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
-                                  **result.summary()}))
+                say(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
+                                **result.summary()}))
             else:
                 used = " ".join(f"{n}={c}" for n, c in result.masks_used.items()) or "none"
-                print(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
-                      f"masks {used} | {result.seconds:.2f}s -> {png_path}")
+                say(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
+                    f"masks {used} | {result.seconds:.2f}s -> {png_path}")
         if len(results) > 1 and not args.json:
             separate = sum(r.forward_passes for r in results)
-            print(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
-                  f"({separate - results[0].passes} saved by sharing)")
+            say(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
+                f"({separate - results[0].passes} saved by sharing)")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate, load_annotations, table, write_report
     from .explainer import Explainer
-    from .image_io import ensure_writable_dir
     from .metrics import GROUND_TRUTH_METRICS
+    from .output_files import ensure_writable_dir
     from .progress import ProgressBar
 
     if args.steps < 1 or args.batch_size < 1:
         raise SiseError("--steps and --batch-size must be at least 1")
+    for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
+        refuse_output_over_inputs(report_path, [args.model, args.annotations])
     explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
     need_truth = any(m in GROUND_TRUTH_METRICS for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
@@ -258,8 +302,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
                       **refinement_options(args))
     bar.close()
     json_path, csv_path = write_report(report, args.metrics, args.out)
-    print(table(report, args.metrics))
-    print(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
+    for line in table(report, args.metrics).splitlines():
+        say(line)
+    say(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
 
 
 def describe_input(info: ModelInfo) -> str:
@@ -268,7 +313,15 @@ def describe_input(info: ModelInfo) -> str:
             f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind} (change with `export` flags)")
 
 
+def refuse_output_over_inputs(output: Path, inputs: Sequence[Path]) -> None:
+    """Before any work: an output name a file system accepts, not in a directory's place,
+    and not one of the run's inputs."""
+    check_output_name(output)
+    refuse_overwriting(output, identities(inputs))
+
+
 def run_export(args: argparse.Namespace) -> None:
+    refuse_output_over_inputs(args.output, [args.model] if args.model else [])
     taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
     if args.zoo:
         try:
@@ -283,10 +336,10 @@ def run_export(args: argparse.Namespace) -> None:
         overrides = InputOverrides(layout=args.layout, size=args.input_size, color=args.color, scale=args.scale,
                                    mean=args.mean, std=args.std, output_kind=args.output_kind)
         info = prepare_onnx(args.model, args.output, overrides, taps, check=args.check or "auto")
-        print(describe_input(info))
+        say(describe_input(info))
     blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
     checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
-    print(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); measured errors: {checks}")
+    say(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); measured errors: {checks}")
 
 
 def run_variant(args: argparse.Namespace) -> None:
@@ -298,22 +351,129 @@ def run_variant(args: argparse.Namespace) -> None:
         raise SiseError(f"variant needs onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
     if args.precision == "int8" and not args.calibrate:
         raise SiseError("int8 needs --calibrate with a few photos like the ones you will explain")
+    refuse_output_over_inputs(args.output, [args.model, *args.calibrate])
     explainer = Explainer(args.model, prepare=False)
     batches = calibration_batches(explainer, args.calibrate) if args.precision == "int8" else []
     write_scoring_variant(args.model, args.output, args.precision, batches)
-    print(f"wrote {args.output}: {args.precision} masked-pass graph of {args.model}; use it with "
+    say(f"wrote {args.output}: {args.precision} masked-pass graph of {args.model}; use it with "
           f"`explain --scoring-model {args.output}` (check its maps against float32 on your photos)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def printable(text: str) -> str:
+    """`text` with every control or otherwise unprintable character escaped (\\x1b,
+    \\n, \\u202e; a byte that is not UTF-8 in a file name as \\xff), so that a label or
+    a file name can neither draw on the terminal nor fake a line."""
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def say(text: str) -> None:
+    """Print one line of results on stdout, escaped, now (a closed pipe or a full disk
+    shows at this line, while the files already written are whole)."""
     try:
-        {"explain": run_explain, "evaluate": run_evaluate, "export": run_export,
-         "variant": run_variant}[args.command](args)
-    except SiseError as exc:
-        print(f"onnx_sise: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("onnx_sise: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        print(printable(text), flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
+        raise BrokenPipe("stdout was closed by its reader (broken pipe): stopped; the files written so far "
+                         "are complete") from None
+    except OSError as exc:
+        _silence_stdout()
+        raise StdoutError(f"cannot write to stdout: {exc.strerror}: the files written so far are complete; "
+                          "redirect stdout elsewhere") from None
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the exit's own flush of stdout fails no more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def complain(message: str) -> None:
+    """The one stderr line of a failed run (nothing when stderr is closed)."""
+    if sys.stderr is None:
+        return
+    try:
+        print(f"onnx_sise: error: {printable(message)}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def standard_streams_closed() -> set[int]:
+    """Which of fds 0, 1, 2 are closed; each is reopened on /dev/null, so that no file this
+    run opens gets the number (and what a library prints to it). Python itself saw a
+    stream closed at its start when sys.stdout or sys.stderr is None."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+    return closed
+
+
+@contextmanager
+def signals_stop_the_run() -> Iterator[None]:
+    """While the block runs, SIGINT, SIGTERM and SIGHUP raise Stopped (the first one only:
+    later ones are ignored, so that they cannot cut the cleanup short). When it ends the
+    signals are ignored: the work is over, the exit is near. A signal ignored when the
+    run started (nohup) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    taken = [number for number in STOP_SIGNALS if signal.getsignal(number) is not signal.SIG_IGN]
+    for number in taken:
+        signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number in taken:
+            signal.signal(number, signal.SIG_IGN)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The program: exit code 0, or 2 with one stderr line for bad input, 128 + the signal
+    for a run stopped by SIGINT/SIGTERM/SIGHUP, 141 when the reader of stdout left.
+    It takes SIGINT, SIGTERM and SIGHUP over for the rest of the process."""
+    closed = standard_streams_closed() | ({1} if sys.stdout is None else set())
+    try:
+        with signals_stop_the_run():
+            try:
+                run_command(argv, stdout_closed=1 in closed)
+                return 0
+            except SiseError as exc:
+                failure = exc
+    except (Stopped, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+        complain(f"stopped by {signal.Signals(signum).name}: the files written so far are complete, no partial "
+                 "file was left")
+        return EXIT_SIGNAL_BASE + signum
+    complain(str(failure))  # signals are ignored by now: this line is the only one
+    return EXIT_BROKEN_PIPE if isinstance(failure, BrokenPipe) else EXIT_BAD_INPUT
+
+
+def run_command(argv: Sequence[str] | None, stdout_closed: bool) -> None:
+    args = build_parser().parse_args(argv)
+    if stdout_closed:
+        raise StdoutError("stdout is closed: redirect it to a file, or to /dev/null to discard what onnx_sise "
+                          "prints")
+    {"explain": run_explain, "evaluate": run_evaluate, "export": run_export,
+     "variant": run_variant}[args.command](args)

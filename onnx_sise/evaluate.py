@@ -26,7 +26,8 @@ import numpy as np
 from . import metrics
 from .errors import OptionError, SiseError
 from .explainer import Explainer
-from .image_io import read_rgb, write_atomically
+from .image_io import read_rgb
+from .output_files import replace_together
 from .regular_files import read_regular
 
 PAPER_METRICS = {
@@ -216,14 +217,14 @@ def table(report: dict[str, dict[str, object]], metric_names: Sequence[str]) -> 
 
 
 def write_report(report: dict[str, dict[str, object]], metric_names: Sequence[str], out: Path) -> tuple[Path, Path]:
-    """evaluation.json (everything, per image too) and evaluation.csv (the table)."""
+    """evaluation.json (everything, per image too) and evaluation.csv (the table), both or neither."""
     json_path, csv_path = out / "evaluation.json", out / "evaluation.csv"
-    write_atomically(json_path, json.dumps(report, indent=2).encode("utf-8"))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["method", *metric_names, "seconds_per_image", "passes_per_image"])
     for method, entry in report.items():
         writer.writerow([method, *(entry["metrics"][m] for m in metric_names), entry["seconds_per_image"],
                          entry["passes_per_image"]])
-    write_atomically(csv_path, buffer.getvalue().encode("utf-8"))
+    replace_together({json_path: json.dumps(report, indent=2).encode("utf-8"),
+                      csv_path: buffer.getvalue().encode("utf-8")})
     return json_path, csv_path

@@ -1,17 +1,16 @@
-"""Reading photos and turning them into the model's input tensor, and writing results
-atomically (temporary file, then rename: never a half-written output)."""
+"""Reading photos and turning them into the model's input tensor (results are written by
+output_files.py)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import ImageError, OutputError
+from .errors import ImageError
 from .image_headers import Header, HeaderError, read_header
 from .model_info import InputSpec
 from .png_checks import checked_png
@@ -128,25 +127,3 @@ def to_model_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1) if spec.layout == "NCHW" else x)
 
-
-def ensure_writable_dir(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output directory {directory}: {exc.strerror}") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory {directory} is not writable: choose another with --out")
-
-
-def write_atomically(path: Path, payload: bytes) -> None:
-    """Write `payload` to `path` through a temporary file in the same directory."""
-    ensure_writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from None

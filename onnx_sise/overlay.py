@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import OutputError
-from .image_io import write_atomically
+from .output_files import check_output_name, identities, refuse_overwriting, replace_together
+
+# Stands for the class id in a top-k output name before the classes are known.
+CLASS_ID_PLACEHOLDER = "<class>"
 
 
 def overlay(rgb: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -32,19 +38,82 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def output_paths(image_path: Path, out_dir: Path | None, method: str) -> tuple[Path, Path]:
-    """(overlay PNG, raw map .npy) for an image: `<stem>.<method>.png` / `.npy`."""
+def output_paths(image_path: Path, out_dir: Path | None, suffix: str) -> tuple[Path, Path]:
+    """(overlay PNG, raw map .npy) for an image: `<stem>.<suffix>.png` / `.npy`, where the
+    suffix is the method, or `<method>.<class id>` when an image has several results."""
     directory = out_dir if out_dir is not None else image_path.parent
-    return directory / f"{image_path.stem}.{method}.png", directory / f"{image_path.stem}.{method}.npy"
+    return directory / f"{image_path.stem}.{suffix}.png", directory / f"{image_path.stem}.{suffix}.npy"
+
+
+def result_suffix(method: str, target: int, results: int) -> str:
+    return method if results == 1 else f"{method}.{target}"
+
+
+def planned_suffixes(method: str, targets: Sequence[int] | None, top_k: int | None) -> list[str]:
+    """The suffix of every result an image will have; with top_k > 1 the class ids are
+    known only after scoring: the suffixes then hold CLASS_ID_PLACEHOLDER."""
+    if targets:
+        return [result_suffix(method, t, len(targets)) for t in targets]
+    if top_k is not None and top_k > 1:
+        return [f"{method}.{CLASS_ID_PLACEHOLDER}"]
+    return [method]
+
+
+def check_output_plan(images: Sequence[Path], out_dir: Path | None, suffixes: Sequence[str],
+                      inputs: Sequence[Path]) -> None:
+    """Refuse, before any work, outputs that would replace one another (two images with one
+    stem into one folder, a class given twice), replace an input of the run (the same file
+    under any name, hard links too) or have a name no file system accepts."""
+    owners: dict[Path, int] = {}
+    protected = identities(inputs)
+    for number, image in enumerate(images):
+        for suffix in suffixes:
+            for path in output_paths(image, out_dir, suffix):
+                check_output_name(path)
+                _refuse_collision(path, images, number, owners)
+                _refuse_overwriting_input(path, suffix, protected)
+
+
+def _refuse_collision(path: Path, images: Sequence[Path], number: int, owners: dict[Path, int]) -> None:
+    """`owners` maps each output planned so far (in its real directory) to its image's index."""
+    where = Path(os.path.realpath(path.parent)) / path.name
+    if where not in owners:
+        owners[where] = number
+        return
+    first = images[owners[where]]
+    if owners[where] == number:
+        raise OutputError(f"{first} would get {path.name} twice: give each --target class once")
+    if _same_file(first, images[number]):
+        raise OutputError(f"{first} is given twice ({images[number]}): give each image once")
+    raise OutputError(f"{first} and {images[number]} would both be written to {path}: rename one of them, or "
+                      "explain them in separate runs with different --out folders")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a == b
+
+
+def _refuse_overwriting_input(path: Path, suffix: str, protected: set[tuple[int, int]]) -> None:
+    for candidate in [path] if CLASS_ID_PLACEHOLDER not in suffix else _top_k_candidates(path):
+        refuse_overwriting(candidate, protected)
+
+
+def _top_k_candidates(path: Path) -> list[Path]:
+    """The existing files a top-k output name `path` (holding CLASS_ID_PLACEHOLDER) may be."""
+    head, tail = path.name.split(CLASS_ID_PLACEHOLDER)
+    pattern = re.compile(re.escape(head) + r"\d+" + re.escape(tail))
+    try:
+        with os.scandir(path.parent) as entries:
+            return [path.parent / e.name for e in entries if e.name.startswith(head) and pattern.fullmatch(e.name)]
+    except OSError:
+        return []
 
 
 def write_outputs(rgb: np.ndarray, saliency: np.ndarray, png_path: Path, npy_path: Path) -> None:
-    """Both files or neither (each written to a temporary file, then renamed)."""
+    """Both files or neither: the old pair stays whole until both new files are complete."""
     png = encode_png(overlay(rgb, saliency))
     npy = encode_npy(saliency.astype(np.float32))
-    write_atomically(npy_path, npy)
-    try:
-        write_atomically(png_path, png)
-    except OutputError:
-        npy_path.unlink(missing_ok=True)
-        raise
+    replace_together({npy_path: npy, png_path: png})

@@ -402,6 +402,17 @@ def output_cli(model: str, source: str, photo: str, out: str, cache: str) -> lis
     return explain_args(model, photo, source, cache)
 
 
+def directories_in_the_way(folder: Path, photos: Path) -> Path:
+    """An output folder where the overlay's name (the API's a.png, the CLI's
+    coffee.gradcam.png) is taken by a directory, and the map's by an old file."""
+    out = folder / "out"
+    for name in ("a.png", "coffee.gradcam.png"):
+        (out / name).mkdir(parents=True)
+    for name in ("a.npy", "coffee.gradcam.npy"):
+        (out / name).write_bytes(b"an old map")
+    return out
+
+
 def rgb_array(folder: Path, photos: Path) -> np.ndarray:
     return coffee(photos)
 
@@ -700,6 +711,9 @@ CASES: list[Case] = [
          "cannot create output directory", output_cli),
     Case("output_is_a_file", "output", lambda f, p: (f / "taken").write_text("") or f / "taken", OutputError,
          "cannot create output directory", output_cli),
+    # --- outputs (issue 13) ---
+    Case("output_name_taken_by_a_directory", "output", directories_in_the_way, OutputError,
+         "a directory of that name is in the way", output_cli),
 ]
 
 # The one kind of damage decoders repair rather than refuse, documented, not refused:

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from onnx_sise.errors import ExportError
-from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo
+from onnx_sise.output_files import write_atomically
 from onnx_sise.preparation.build import MASK_BATCH, MASK_SIZE, explainable_model
 from onnx_sise.preparation.plain_model import InputOverrides
 from onnx_sise.preparation.subgraphs import set_metadata

@@ -24,8 +24,8 @@ import onnx
 from onnx_sise import core
 from onnx_sise.errors import ExportError, ModelError
 from onnx_sise.explainer import Explainer, ImageLike
-from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, ModelInfo
+from onnx_sise.output_files import write_atomically
 from onnx_sise.preparation.subgraphs import set_metadata
 from onnx_sise.session import VARIANT_KEY
 

@@ -19,8 +19,8 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from onnx_sise.errors import ExportError
-from onnx_sise.image_io import write_atomically
 from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, GraphNames, InputSpec, ModelInfo, Tap
+from onnx_sise.output_files import write_atomically
 
 from . import compose
 from .check import verify

@@ -138,7 +138,7 @@ def test_unwritable_output_directory(lite0_path: Path, photos: Path, tmp_path: P
 
 def test_usage_errors_exit_2() -> None:
     done = run_cli("explain")
-    assert done.returncode == 2 and "usage:" in done.stderr
+    assert done.returncode == 2 and "--help" in done.stderr
 
 
 def test_two_targets_share_passes_from_the_shell(lite0_path: Path, photos: Path, tmp_path: Path) -> None:
@@ -201,3 +201,173 @@ def test_int8_variant_from_the_shell_explains_the_cup(lite0_path: Path, photos: 
     assert saliency[top:bottom, left:right].sum() / saliency.sum() > 0.85
     _assert_refused(run_cli("explain", lite0_path, photos / "coffee.png", "--scoring-model", lite0_path,
                             "--out", out_dir), "is not a scoring variant", out_dir)
+
+
+# --- outputs (issue 13): collisions, inputs as outputs, long names, stdout, terminal ---
+
+
+def _refused_before_any_work(done: subprocess.CompletedProcess, fragment: str, folder: Path,
+                             before: dict[Path, bytes]) -> None:
+    """Exit 2, one stderr line holding `fragment`, every file under `folder` as it was."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("onnx_sise: error:"), done.stderr
+    assert fragment in lines[0], lines[0]
+    assert _snapshot(folder) == before
+
+
+def _snapshot(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _photo(folder: Path, name: str, photos: Path, source: str = "coffee.png") -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((photos / source).read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("layout", ["two_folders_one_out", "png_and_jpg_beside", "class_twice"])
+def test_bad_input_outputs_that_collide_are_refused(layout: str, lite0_path: Path, photos: Path,
+                                                    tmp_path: Path) -> None:
+    first = _photo(tmp_path, "a/x.png", photos)
+    if layout == "two_folders_one_out":
+        second = _photo(tmp_path, "b/x.png", photos, "chelsea.png")
+        args, fragment = [first, second, "--out", tmp_path / "a"], f"{first} and {second} would both be written"
+    elif layout == "png_and_jpg_beside":
+        second = tmp_path / "a" / "x.jpg"
+        cv2.imwrite(str(second), cv2.imread(str(photos / "chelsea.png")))
+        args, fragment = [first, second], f"{first} and {second} would both be written"
+    else:
+        args, fragment = [first, "--target", "281,281", "--out", tmp_path / "a"], "x.gradcam.281.png twice"
+    before = _snapshot(tmp_path / "a")
+    _refused_before_any_work(run_cli("explain", lite0_path, *args, "--method", "gradcam"), fragment, tmp_path / "a",
+                             before)
+
+
+@pytest.mark.parametrize("layout", ["second_input", "hard_link_in_out", "top_k_name"])
+def test_bad_input_output_that_is_an_input_is_refused(layout: str, lite0_path: Path, photos: Path,
+                                                      tmp_path: Path) -> None:
+    cat = _photo(tmp_path, "in/cat.png", photos, "chelsea.png")
+    out = tmp_path / "in"
+    if layout == "second_input":
+        victim = _photo(tmp_path, "in/cat.gradcam.png", photos)
+        args = [cat, victim]
+    elif layout == "hard_link_in_out":
+        out = tmp_path / "out"
+        out.mkdir()
+        victim = out / "cat.gradcam.png"
+        victim.hardlink_to(cat)
+        args = [cat, "--out", out]
+    else:
+        victim = _photo(tmp_path, "in/cat.gradcam.281.png", photos)
+        args = [cat, victim, "--top-k", "2"]
+    before = _snapshot(tmp_path)
+    done = run_cli("explain", lite0_path, *args, "--method", "gradcam")
+    _refused_before_any_work(done, f"the output {victim} is an input of this run", tmp_path, before)
+
+
+def test_bad_input_output_names_near_and_past_the_file_system_limit(lite0_path: Path, photos: Path,
+                                                                   tmp_path: Path) -> None:
+    # `<stem>.gradcam.png` of 255 bytes is written (its temporary name is short) ...
+    longest = _photo(tmp_path, "n" * 243 + ".png", photos)
+    done = run_cli("explain", lite0_path, longest, "--method", "gradcam", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert sorted(len(p.name) for p in (tmp_path / "out").iterdir()) == [255, 255]
+    # ... one byte more is refused before any work, in one line
+    too_long = _photo(tmp_path, "n" * 244 + ".png", photos)
+    before = _snapshot(tmp_path)
+    done = run_cli("explain", lite0_path, too_long, "--method", "gradcam", "--out", tmp_path / "out")
+    _refused_before_any_work(done, "is 256 bytes, more than the 255 a file system accepts", tmp_path, before)
+
+
+def test_bad_input_parser_errors_are_one_line() -> None:
+    for args in (["explain"], ["explain", "m.onnx", "x.png", "--top-k", "two"], ["frobnicate"], []):
+        done = run_cli(*args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("onnx_sise: error: ") and "--help" in lines[0] and done.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def hostile_labels_model(lite0_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lite0 whose label of class 967 moves the cursor, clears the screen and fakes a line."""
+    import onnx
+
+    from onnx_sise.model_info import METADATA_KEY
+
+    model = onnx.load(str(lite0_path))
+    prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    metadata = json.loads(prop.value)
+    metadata["labels"][967] = "espresso\x1b[2J\x1b[H\nonnx_sise: all good\r\u202egnp.\x07"
+    prop.value = json.dumps(metadata)
+    path = tmp_path_factory.mktemp("hostile") / "labels.sise.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_bad_input_labels_and_file_names_are_printed_escaped(hostile_labels_model: Path, photos: Path,
+                                                           tmp_path: Path) -> None:
+    photo = _photo(tmp_path, "cup\x1b[31m\nred.png", photos)
+    done = run_cli("explain", hostile_labels_model, photo, "--method", "gradcam", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.rstrip("\n")
+    assert "\n" not in line and all(c.isprintable() for c in line), repr(done.stdout)
+    assert "(espresso\\x1b[2J\\x1b[H\\x0aonnx_sise: all good\\x0d\\u202egnp.\\x07)" in line
+    assert line.startswith(str(tmp_path / "cup\\x1b[31m\\x0ared.png") + ": class 967")
+    as_json = run_cli("explain", hostile_labels_model, photo, "--method", "gradcam", "--out", tmp_path / "out",
+                      "--json")
+    assert as_json.returncode == 0 and as_json.stdout.count("\n") == 1 and as_json.stdout.isascii()
+    summary = json.loads(as_json.stdout)
+    assert summary["label"].startswith("espresso\x1b[2J") and summary["image"] == str(photo)
+    missing = run_cli("explain", hostile_labels_model, tmp_path / "gone\n\x1b[2J.png")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "\x1b" not in missing.stderr
+    assert "gone\\x0a\\x1b[2J.png" in missing.stderr
+
+
+def _explain_with_stdout(lite0_path: Path, images: list[Path], out: Path, redirect: str) -> subprocess.CompletedProcess:
+    """The CLI through bash with stdout closed (`>&-`), full (`>/dev/full`) or read one
+    byte of (`| head -c1`); the CLI's exit code comes back as bash's."""
+    command = " ".join([sys.executable, "-m", "onnx_sise", "explain", str(lite0_path), *map(str, images),
+                        "--method", "gradcam", "--out", str(out)])
+    shell = {"closed": f"{command} >&-", "full": f"{command} >/dev/full",
+             "broken_pipe": f"set -o pipefail; {command} | head -c1 >/dev/null"}[redirect]
+    return subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=600,
+                          cwd=Path(tempfile.gettempdir()))
+
+
+@pytest.mark.parametrize(("redirect", "code"), [("closed", 2), ("full", 2), ("broken_pipe", 141)])
+def test_fault_stdout_closed_full_or_broken_is_one_line(redirect: str, code: int, lite0_path: Path, photos: Path,
+                                                         tmp_path: Path) -> None:
+    images = [_photo(tmp_path, "in/cup.png", photos), _photo(tmp_path, "in/cat.png", photos, "chelsea.png")]
+    out = tmp_path / "out"
+    done = _explain_with_stdout(lite0_path, images, out, redirect)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code and len(lines) == 1 and lines[0].startswith("onnx_sise: error:"), done.stderr
+    assert "stdout" in lines[0]
+    written = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    if redirect == "closed":
+        assert written == []  # refused before any work
+    else:  # the run stopped at a line it could not print: every pair written before is whole
+        assert {"cup.gradcam.npy", "cup.gradcam.png"} <= set(written) and not [n for n in written if n[0] == "."]
+        for stem in {name.split(".")[0] for name in written}:
+            saliency = np.load(out / f"{stem}.gradcam.npy")
+            assert cv2.imread(str(out / f"{stem}.gradcam.png")).shape == (*saliency.shape, 3)
+
+
+def test_bad_input_export_and_evaluate_refuse_to_write_over_their_input(lite0_path: Path, photos: Path,
+                                                                        tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent / "preparation"))
+    from foreign_models import build
+
+    model = build(tmp_path / "plain.onnx", layout="NCHW")
+    before = _snapshot(tmp_path)
+    done = run_cli("export", model, "-o", tmp_path / "." / "plain.onnx", "--check", "float32")
+    _refused_before_any_work(done, "is an input of this run", tmp_path, before)
+    out = tmp_path / "report"
+    _photo(out, "coffee.png", photos)
+    annotations = out / "evaluation.json"
+    annotations.write_text(json.dumps({"images": [{"file": "coffee.png", "target": 967, "boxes": [[0, 0, 9, 9]]}]}))
+    before = _snapshot(tmp_path)
+    done = run_cli("evaluate", lite0_path, "--images", out, "--annotations", annotations, "--methods", "gradcam",
+                   "--metrics", "ebpg", "--out", out)
+    _refused_before_any_work(done, f"the output {annotations} is an input of this run", tmp_path, before)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from bad_inputs import gif_bomb, png_chunk, png_with, tiff_bomb
 
-from onnx_sise.errors import ImageError, OutputError
-from onnx_sise.image_io import decode_rgb, read_rgb, to_model_input, write_atomically
+from onnx_sise.errors import ImageError
+from onnx_sise.image_io import decode_rgb, read_rgb, to_model_input
 from onnx_sise.model_info import InputSpec
 
 
@@ -55,15 +55,6 @@ def test_preprocessing_resizes_whole_and_normalises(layout: str) -> None:
     bgr = to_model_input(rgb, InputSpec(height=10, width=20, color="BGR", scale=1 / 255))
     np.testing.assert_allclose(bgr[0], rgb[..., 2] / 255.0, rtol=1e-6)
     assert to_model_input(rgb, InputSpec(height=7, width=9)).shape == (3, 7, 9)
-
-
-def test_write_atomically_leaves_no_temporary_file(tmp_path: Path) -> None:
-    write_atomically(tmp_path / "a.bin", b"abc")
-    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"] and (tmp_path / "a.bin").read_bytes() == b"abc"
-    blocker = tmp_path / "f"
-    blocker.write_text("")
-    with pytest.raises(OutputError, match="cannot create output directory"):
-        write_atomically(blocker / "x" / "a.bin", b"abc")
 
 
 # --- issue 13: decoders get the pixel budget first; libpng prints nothing ----------
