@@ -74,29 +74,11 @@ def _varint(buf: memoryview, i: int, end: int) -> tuple[int, int]:
 
 
 def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(field number, wire type, start, end) of each field of the message in buf[start:end];
-    for a varint, start holds its value."""
-    i = start
-    while i < end:
-        key, i = _varint(buf, i, end)
-        number, wire = key >> 3, key & 7
-        if wire == VARINT:
-            value, i = _varint(buf, i, end)
-            yield number, wire, value, i
-        elif wire == FIXED64:
-            i += 8
-        elif wire == FIXED32:
-            i += 4
-        elif wire == LENGTH:
-            length, i = _varint(buf, i, end)
-            if i + length > end:
-                raise MalformedModel("field runs past the end")
-            yield number, wire, i, i + length
-            i += length
-        else:
-            raise MalformedModel(f"wire type {wire}")
-        if i > end:
-            raise MalformedModel("field runs past the end")
+    """(field number, wire type, start, end) of each varint and length-delimited field of
+    the message in buf[start:end]: a varint's value and end, or the value's span."""
+    for number, wire, (_, value), field_end in _fields_with_spans(buf, start, end):
+        if wire in (VARINT, LENGTH):
+            yield number, wire, value, field_end
 
 
 def _message_fields(buf: memoryview, start: int, end: int, wanted: Sequence[int]) -> Iterator[tuple[int, int, int]]:
