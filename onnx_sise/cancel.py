@@ -4,6 +4,7 @@ passes, so an explanation stops within one batch's time of being asked to."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ class Cancellation:
         if token is not None and not isinstance(token, CancelToken):
             raise OptionError(f"cancel must be an onnx_sise.CancelToken, got {type(token).__name__}")
         now = time.monotonic()
-        return cls(token, None if max_seconds is None else now + float(max_seconds), max_seconds, now)
+        return cls(token, None if max_seconds is None else now + _seconds(max_seconds), max_seconds, now)
 
     def check(self, passes: int = 0) -> None:
         """Raise CancelledError or TimeLimitError if the explanation must stop now."""
@@ -52,6 +53,13 @@ class Cancellation:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TimeLimitError(f"explanation stopped at max_seconds={self.max_seconds:g} after {passes} masked "
                                  "passes: raise max_seconds, or use fewer masks (mu, rise_masks) or a cheaper method")
+
+
+def _seconds(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int past float's range: no limit in practice
+        return math.inf
 
 
 NEVER = Cancellation()

@@ -248,7 +248,7 @@ def run_explain(args: argparse.Namespace) -> None:
     method = chosen_method(args)
     if args.threads is not None and args.threads < 1:
         raise SiseError(f"--threads must be at least 1, got {args.threads}")
-    inputs = [args.model, *([args.scoring_model] if args.scoring_model else []), *args.images]
+    inputs = [*model_files_of(args.model), *([args.scoring_model] if args.scoring_model else []), *args.images]
     check_output_plan(args.images, args.out, planned_suffixes(method, args.target, args.top_k), inputs)
     for image in args.images:
         read_rgb(image)
@@ -291,10 +291,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if args.steps < 1 or args.batch_size < 1:
         raise SiseError("--steps and --batch-size must be at least 1")
     for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
-        refuse_output_over_inputs(report_path, [args.model, args.annotations])
+        refuse_output_over_inputs(report_path, [*model_files_of(args.model), args.annotations])
     explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
     need_truth = any(m in GROUND_TRUTH_METRICS for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
+    annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
+    for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
+        refuse_overwriting(report_path, identities(annotated))
     ensure_writable_dir(args.out)
     bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
     report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
@@ -313,6 +316,12 @@ def describe_input(info: ModelInfo) -> str:
             f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind} (change with `export` flags)")
 
 
+def model_files_of(path: Path) -> list[Path]:
+    from .model_files import model_files_of as files_of  # onnxruntime is imported only when a command runs
+
+    return files_of(path)
+
+
 def refuse_output_over_inputs(output: Path, inputs: Sequence[Path]) -> None:
     """Before any work: an output name a file system accepts, not in a directory's place,
     and not one of the run's inputs."""
@@ -321,7 +330,7 @@ def refuse_output_over_inputs(output: Path, inputs: Sequence[Path]) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    refuse_output_over_inputs(args.output, [args.model] if args.model else [])
+    refuse_output_over_inputs(args.output, model_files_of(args.model) if args.model else [])
     taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
     if args.zoo:
         try:
@@ -351,7 +360,7 @@ def run_variant(args: argparse.Namespace) -> None:
         raise SiseError(f"variant needs onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
     if args.precision == "int8" and not args.calibrate:
         raise SiseError("int8 needs --calibrate with a few photos like the ones you will explain")
-    refuse_output_over_inputs(args.output, [args.model, *args.calibrate])
+    refuse_output_over_inputs(args.output, [*model_files_of(args.model), *args.calibrate])
     explainer = Explainer(args.model, prepare=False)
     batches = calibration_batches(explainer, args.calibrate) if args.precision == "int8" else []
     write_scoring_variant(args.model, args.output, args.precision, batches)
@@ -461,6 +470,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             except SiseError as exc:
                 failure = exc
+            except MemoryError:
+                failure = SiseError("out of memory: explain a smaller photo, or use a smaller --batch-size or fewer "
+                                    "masks")
+            except OSError as exc:  # a path the checks above did not foresee (too long, a vanished directory)
+                where = f" ({exc.filename})" if exc.filename else ""
+                failure = SiseError(f"{exc.strerror or exc}{where}")
     except (Stopped, KeyboardInterrupt) as stop:
         signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
         complain(f"stopped by {signal.Signals(signum).name}: the files written so far are complete, no partial "

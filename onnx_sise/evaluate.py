@@ -16,6 +16,7 @@ import io
 import json
 import math
 import numbers
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,19 @@ PAPER_METRICS = {
 
 @dataclass(frozen=True)
 class Annotation:
+    """One annotated image: its file, class, its size (height, width) when it was checked,
+    and its ground truth as stated (boxes in pixels, x1/y1 exclusive; a mask file); the
+    truth mask itself is made when the image is evaluated (ground_truth)."""
+
     file: Path
     target: int
-    truth: np.ndarray | None
+    size: tuple[int, int]
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
+    mask: Path | None = None
+
+    @property
+    def has_truth(self) -> bool:
+        return bool(self.boxes) or self.mask is not None
 
 
 class AnnotationError(SiseError):
@@ -48,6 +59,8 @@ class AnnotationError(SiseError):
 
 
 MAX_ANNOTATION_BYTES = 64 << 20
+MAX_ANNOTATED_IMAGES = 100_000
+MAX_BOXES = 1000  # per image
 
 
 def load_annotations(path: Path, images: Path, num_classes: int, need_truth: bool) -> list[Annotation]:
@@ -61,14 +74,17 @@ def load_annotations(path: Path, images: Path, num_classes: int, need_truth: boo
         if not isinstance(entry, dict) or "file" not in entry or "target" not in entry:
             raise AnnotationError(f"{where} needs 'file' and 'target'")
         file = _inside(images, entry["file"], where, "image")
-        height, width = read_rgb(file).shape[:2]
+        size = read_rgb(file).shape[:2]
         target = entry["target"]
         if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < num_classes:
             raise AnnotationError(f"{where}: class {_short(target)} is unknown to this model (0..{num_classes - 1})")
-        truth = _truth(entry, images, height, width, where)
-        if need_truth and truth is None:
+        mask = _inside(images, entry["mask"], where, "mask") if "mask" in entry else None
+        annotation = Annotation(file, target, size, _boxes(entry, size, where), mask)
+        if mask is not None:
+            ground_truth(annotation, where)  # the mask decodes and has the image's size
+        if need_truth and not annotation.has_truth:
             raise AnnotationError(f"{where} has no boxes or mask, which the ground-truth metrics need")
-        annotations.append(Annotation(file, target, truth))
+        annotations.append(annotation)
     return annotations
 
 
@@ -88,6 +104,8 @@ def _entries(path: Path) -> list:
     if not isinstance(entries, list) or not entries:
         raise AnnotationError(f"{path} lists no images: it needs {{\"images\": [{{\"file\": ..., \"target\": ...}}]}}, "
                               "see `evaluate --help`")
+    if len(entries) > MAX_ANNOTATED_IMAGES:
+        raise AnnotationError(f"{path} lists {len(entries)} images, more than {MAX_ANNOTATED_IMAGES}: split it")
     return entries
 
 
@@ -102,8 +120,14 @@ def _inside(images: Path, name: object, where: str, what: str) -> Path:
         inside = False
     if not inside:
         raise AnnotationError(f"{where}: {what} {_short(name)} lies outside the images directory {images}")
-    if not file.is_file():
-        raise AnnotationError(f"{where}: {what} {file} not found")
+    try:
+        regular = stat.S_ISREG(file.stat().st_mode)
+    except FileNotFoundError:
+        raise AnnotationError(f"{where}: {what} {file} not found") from None
+    except OSError as exc:
+        raise AnnotationError(f"{where}: {what} {file}: {exc.strerror}") from None
+    if not regular:
+        raise AnnotationError(f"{where}: {what} {file} is not a regular file (a directory, pipe or device)")
     return file
 
 
@@ -112,11 +136,14 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _truth(entry: dict, images: Path, height: int, width: int, where: str) -> np.ndarray | None:
-    truth = None
+def _boxes(entry: dict, size: tuple[int, int], where: str) -> tuple[tuple[int, int, int, int], ...]:
+    height, width = size
     boxes = entry.get("boxes", [])
     if not isinstance(boxes, list):
         raise AnnotationError(f"{where}: boxes must be a list of [x0, y0, x1, y1], got {_short(boxes)}")
+    if len(boxes) > MAX_BOXES:
+        raise AnnotationError(f"{where} has {len(boxes)} boxes, more than {MAX_BOXES}: use a mask")
+    found = []
     for box in boxes:
         if not (isinstance(box, list) and len(box) == 4 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
@@ -124,13 +151,21 @@ def _truth(entry: dict, images: Path, height: int, width: int, where: str) -> np
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise AnnotationError(f"{where}: box {_short(box)} lies outside the {width}x{height} image")
-        truth = np.zeros((height, width), bool) if truth is None else truth
+        found.append((x0, y0, x1, y1))
+    return tuple(found)
+
+
+def ground_truth(annotation: Annotation, where: str) -> np.ndarray:
+    """G: the union of the boxes and the mask (non-zero in any channel), (H, W) bool."""
+    height, width = annotation.size
+    truth = np.zeros((height, width), bool)
+    for x0, y0, x1, y1 in annotation.boxes:
         truth[y0:y1, x0:x1] = True
-    if "mask" in entry:
-        mask = read_rgb(_inside(images, entry["mask"], where, "mask")).any(axis=2)
-        if mask.shape != (height, width):
+    if annotation.mask is not None:
+        mask = read_rgb(annotation.mask).any(axis=2)
+        if mask.shape != truth.shape:
             raise AnnotationError(f"{where}: mask is {mask.shape[1]}x{mask.shape[0]}, the image {width}x{height}")
-        truth = mask if truth is None else truth | mask
+        truth |= mask
     return truth
 
 
@@ -150,11 +185,14 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
         for item in annotations:
             on_image(f"{method} {item.file.name}")
             rgb = read_rgb(item.file)
+            if rgb.shape[:2] != item.size:
+                raise AnnotationError(f"{item.file} changed since the annotations were checked (now "
+                                      f"{rgb.shape[1]}x{rgb.shape[0]}, was {item.size[1]}x{item.size[0]}): run again")
             result = explainer.explain(rgb, target=item.target, method=method, **options)
             row: dict[str, object] = {"file": item.file.name, "target": item.target, "seconds": result.seconds,
                                       "passes": result.passes}
             if any(m in metrics.GROUND_TRUTH_METRICS for m in metric_names):
-                row.update(_ground_truth(result.saliency, item.truth, metric_names))
+                row.update(_ground_truth(result.saliency, ground_truth(item, str(item.file)), metric_names))
             if any(m in metrics.MODEL_TRUTH_METRICS for m in metric_names):
                 x, _ = explainer.preprocess(rgb)
                 small = cv2.resize(result.saliency, (spec.width, spec.height), interpolation=cv2.INTER_AREA)

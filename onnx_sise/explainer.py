@@ -37,7 +37,9 @@ from .session import ExplainableModel
 ImageLike = ImageSource
 ModelSource = Union[str, os.PathLike, bytes]
 DEFAULT_BATCH_SIZE = 32
-MAX_BATCH_BYTES = 1 << 31  # one masked batch: batch_size x the model's float32 input
+# One masked batch: onnxruntime's activations grow with it, several times the input's size.
+MAX_BATCH_SIZE = 1024
+MAX_BATCH_BYTES = 1 << 30  # batch_size x the model's float32 input
 BOUND_METHODS = ("sise", "ada-sise")
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,15 @@ class Explainer:
                  providers: Sequence[str | tuple[str, dict]] | None = None, max_pixels: int = MAX_PIXELS,
                  io_binding: bool | None = None, scoring_model: str | os.PathLike[str] | None = None,
                  cuda_graph: bool = False, fixed_batch: bool | None = None) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise OptionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        model = checked_source(model)
+        cache_dir, scoring_model = (path_option(name, value) for name, value in (("cache_dir", cache_dir),
+                                                                                 ("scoring_model", scoring_model)))
+        if providers is not None:
+            providers = checked_providers(providers)
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                or not 1 <= batch_size <= MAX_BATCH_SIZE):
+            raise OptionError(f"batch_size must be an integer in [1, {MAX_BATCH_SIZE}], got {batch_size!r} "
+                              "(32 is plenty)")
         threads = capped_threads(threads)
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
             raise OptionError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
@@ -133,7 +142,15 @@ class Explainer:
             if not prepare:
                 raise
             self.prepared = prepared_model(model, cache_dir)
-            self.model = ExplainableModel(self.prepared.path, **settings)
+            try:
+                self.model = ExplainableModel(self.prepared.path, **settings)
+            except ModelError:
+                if not self.prepared.cached:
+                    raise
+                log.warning("the cached preparation %s did not load: preparing %s again", self.prepared.path,
+                            self.prepared.path.name)
+                self.prepared = prepared_model(model, cache_dir, refresh=True)
+                self.model = ExplainableModel(self.prepared.path, **settings)
         self.batch_size = self._checked_batch_size(int(batch_size))
         self.prefetch = prefetch
         self.max_pixels = int(max_pixels)
@@ -245,6 +262,36 @@ class Explainer:
         if not 0 <= target < self.info.num_classes:
             raise TargetError(f"class id {target} is out of range: this model has classes 0..{self.info.num_classes - 1}")
         return int(target)
+
+
+def checked_source(model: object) -> ModelSource:
+    """`model` if it is a path or a model's bytes (OptionError otherwise)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return path_option("model", model)  # type: ignore[return-value]
+    raise OptionError(f"model must be a path or the model's bytes, got {type(model).__name__}")
+
+
+def path_option(name: str, value: object) -> str | os.PathLike[str] | None:
+    """None, or a path (str or os.PathLike) without NUL bytes (OptionError otherwise)."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
+        raise OptionError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    if "\0" in os.fspath(value):
+        raise OptionError(f"{name} {os.fspath(value)!r} holds a NUL byte: not a usable path")
+    return value
+
+
+def checked_providers(providers: object) -> list[str | tuple[str, dict]]:
+    """onnxruntime's providers as it takes them: a list of names or (name, options dict)."""
+    if isinstance(providers, (list, tuple)) and all(
+            isinstance(p, str) or (isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                                   and isinstance(p[1], dict)) for p in providers):
+        return list(providers)
+    raise OptionError(f"providers must be a list of names or (name, options dict) pairs, like "
+                      f"['CPUExecutionProvider'], got {providers!r:.80}")
 
 
 def available_cpus() -> int:

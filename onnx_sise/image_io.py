@@ -30,10 +30,6 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np.n
     channels are kept as stored, not composited), 16-bit images are scaled to 8 bits
     (round(v * 255 / 65535)); floating-point images are refused."""
     p = Path(path)
-    if not p.exists():
-        raise ImageError(f"image not found: {p}")
-    if p.is_dir():
-        raise ImageError(f"{p} is a directory, not an image file")
     try:
         data = read_regular(p, "image", ImageError, MAX_IMAGE_BYTES)
     except FileNotFoundError:

@@ -219,6 +219,16 @@ def external_data_files(data: bytes, path: Path | None, name: str) -> dict[str, 
     return files
 
 
+def model_files_of(path: Path) -> list[Path]:
+    """The model file and the external-data files it names: the files a run reads as the
+    model, which no output may replace. A model that cannot be read names just itself
+    (loading it is refused later, with its own message)."""
+    try:
+        return [path, *external_data_files(read_model_file(path, str(path)), path, str(path)).values()]
+    except (ModelError, OSError, ValueError):
+        return [path]
+
+
 def read_external_data(files: dict[str, Path], name: str) -> dict[str, bytes]:
     """The contents of each external data file (location -> bytes), bounded together
     by MAX_EXTERNAL_DATA_BYTES."""

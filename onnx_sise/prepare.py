@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from .errors import ModelError
 from .model_files import external_data_files, read_external_data, read_model_file
 
 CACHE_ENV = "ONNX_SISE_CACHE"
+MAX_STEM = 100  # characters of the model's name kept in its cache entry's name
 log = logging.getLogger(__name__)
 
 
@@ -40,14 +42,16 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepared_model(path: str | os.PathLike[str] | bytes, cache_dir: str | os.PathLike[str] | None = None) -> Prepared:
+def prepared_model(path: str | os.PathLike[str] | bytes, cache_dir: str | os.PathLike[str] | None = None, *,
+                   refresh: bool = False) -> Prepared:
     """The explainable ONNX for the plain ONNX at `path` (or in these bytes), from the
-    cache or made now (bytes are written to a temporary directory for the preparation)."""
+    cache or made now (bytes are written to a temporary directory for the preparation);
+    `refresh` prepares again over a cache entry that did not load."""
     if isinstance(path, (bytes, bytearray, memoryview)):
         data = bytes(path)
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         target = cache / f"model-{hashlib.sha256(data).hexdigest()[:20]}.sise.onnx"
-        if target.is_file():
+        if not refresh and _usable(target):
             return Prepared(target, cached=True)
         with tempfile.TemporaryDirectory(prefix="onnx_sise-") as tmp:
             source = Path(tmp) / "model.onnx"
@@ -55,10 +59,20 @@ def prepared_model(path: str | os.PathLike[str] | bytes, cache_dir: str | os.Pat
             return _prepare(source, cache, target)
     source = Path(path)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = cache / f"{source.stem}-{content_hash(source)[:20]}.sise.onnx"
-    if target.is_file():
+    target = cache / f"{source.stem[:MAX_STEM]}-{content_hash(source)[:20]}.sise.onnx"
+    if not refresh and _usable(target):
         return Prepared(target, cached=True)
     return _prepare(source, cache, target)
+
+
+def _usable(entry: Path) -> bool:
+    """A cache entry is used only if it is a regular file, not a link (to another model)."""
+    try:
+        return stat.S_ISREG(os.lstat(entry).st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ModelError(f"cannot use the cache directory {entry.parent}: {exc.strerror} (set --cache-dir)") from None
 
 
 def _prepare(source: Path, cache: Path, target: Path) -> Prepared:

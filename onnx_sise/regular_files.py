@@ -22,6 +22,8 @@ def read_regular(path: str | os.PathLike[str], kind: str, error: type[SiseError]
         raise
     except OSError as exc:
         raise error(f"cannot read {p}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the name
+        raise error(f"{p!r} is not a usable file name (it holds a NUL byte)") from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if stat.S_ISDIR(info.st_mode):

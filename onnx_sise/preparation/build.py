@@ -74,8 +74,15 @@ def prepare_model(model: onnx.ModelProto, out: str | os.PathLike[str], *, model_
                   check: str = "auto") -> ModelInfo:
     """Write an explainable ONNX for `model` at `out` and return its metadata (see
     `explainable_model`)."""
-    joined, info = explainable_model(model, model_name=model_name, overrides=overrides, taps=taps, labels=labels,
-                                     check=check)
+    try:
+        joined, info = explainable_model(model, model_name=model_name, overrides=overrides, taps=taps, labels=labels,
+                                         check=check)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"the model fails in onnxruntime while it is prepared ({message}): check --input-size "
+                          "and --layout against the model's input") from None
     write_atomically(Path(out), joined.SerializeToString())
     return info
 

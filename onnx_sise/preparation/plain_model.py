@@ -4,6 +4,7 @@ preprocessing (InputOverrides), and whether the output is logits or probabilitie
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from onnx_sise.model_files import check_external_data
 from onnx_sise.model_info import InputSpec
 
 MAX_INPUT_PIXELS = 4096 * 4096
+MAX_PREPROCESSING = 1e6  # |scale|, |mean|, |std|: larger values overflow float32 arithmetic
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,6 @@ class InputOverrides:
 
 def read_model(path: Path) -> onnx.ModelProto:
     """The model at `path` with its external data, whose locations must stay beside it."""
-    if not path.is_file():
-        raise ExportError(f"model file not found: {path}" if not path.exists() else f"{path} is not a file")
     check_external_data(path, str(path))
     try:
         return onnx.load(str(path))
@@ -69,6 +69,9 @@ def describe_input(value: onnx.ValueInfoProto, overrides: InputOverrides) -> Inp
             raise ExportError(f"cannot tell the layout of input shape {dims}: pass --layout NCHW or NHWC")
     channels, height, width = (dims[1], dims[2], dims[3]) if layout == "NCHW" else (dims[3], dims[1], dims[2])
     if overrides.size is not None:
+        if any(fixed is not None and fixed != wanted for fixed, wanted in zip((height, width), overrides.size)):
+            raise ExportError(f"input {value.name!r} has the fixed size {height}x{width}: --input-size "
+                              f"{overrides.size[0]},{overrides.size[1]} does not match it (drop --input-size)")
         height, width = overrides.size
     if height is None or width is None:
         raise ExportError(f"input {value.name!r} has a dynamic spatial size {dims}: prepare it with "
@@ -78,6 +81,12 @@ def describe_input(value: onnx.ValueInfoProto, overrides: InputOverrides) -> Inp
                           "(an image classifier's input is smaller; set --input-size)")
     if channels != 3:
         raise ExportError(f"input {value.name!r} has {channels} channels: only 3-channel image models are supported")
+    numbers = (overrides.scale, *overrides.mean, *overrides.std)
+    if (not all(math.isfinite(v) and abs(v) <= MAX_PREPROCESSING for v in numbers) or overrides.scale == 0
+            or 0 in overrides.std):
+        raise ExportError(f"preprocessing scale {overrides.scale:g}, mean {list(overrides.mean)}, std "
+                          f"{list(overrides.std)}: every value must be finite and within +-{MAX_PREPROCESSING:g}, "
+                          "and scale and std non-zero")
     return InputSpec(height=height, width=width, channels=3, layout=layout, color=overrides.color,
                      scale=overrides.scale, mean=tuple(overrides.mean), std=tuple(overrides.std))
 

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent / "preparation"))
+
 # Runs the CLI with torch and the exporter blocked: `import torch` raises ImportError.
 NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['onnx_sise_export'] = None; "
             "sys.modules['onnx2torch'] = None; sys.modules['torchvision'] = None; "
@@ -371,3 +373,66 @@ def test_bad_input_export_and_evaluate_refuse_to_write_over_their_input(lite0_pa
     done = run_cli("evaluate", lite0_path, "--images", out, "--annotations", annotations, "--methods", "gradcam",
                    "--metrics", "ebpg", "--out", out)
     _refused_before_any_work(done, f"the output {annotations} is an input of this run", tmp_path, before)
+
+
+# --- issue 13, second campaign: weights, annotated images, long paths, export options ---
+
+
+def test_bad_input_outputs_never_replace_a_models_weights_or_an_annotated_image(lite0_path: Path, photos: Path,
+                                                                                 tmp_path: Path) -> None:
+    import onnx
+    from foreign_models import build
+
+    model = onnx.load(str(build(tmp_path / "built.onnx", seed=0)))
+    onnx.save(model, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="img.gradcam.npy", size_threshold=0)
+    (tmp_path / "built.onnx").unlink()
+    photo = _photo(tmp_path, "img.png", photos)
+    before = _snapshot(tmp_path)
+    done = run_cli("explain", tmp_path / "m.onnx", photo, "--method", "gradcam", "--cache-dir", tmp_path / "cache")
+    _refused_before_any_work(done, "is an input of this run", tmp_path, before)
+    done = run_cli("export", tmp_path / "m.onnx", "-o", tmp_path / "img.gradcam.npy")
+    _refused_before_any_work(done, "is an input of this run", tmp_path, before)
+    images = tmp_path / "images"
+    _photo(images, "evaluation.json", photos)
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text(json.dumps({"images": [{"file": "evaluation.json", "target": 967,
+                                                   "boxes": [[170, 15, 420, 305]]}]}))
+    before = _snapshot(tmp_path)
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", annotations, "--methods", "gradcam",
+                   "--out", images)
+    _refused_before_any_work(done, "is an input of this run", tmp_path, before)
+
+
+def test_bad_input_paths_longer_than_the_system_allows_are_one_line(lite0_path: Path, photos: Path,
+                                                                    tmp_path: Path) -> None:
+    too_long = tmp_path / ("d" * 300)  # one name past NAME_MAX: ENAMETOOLONG wherever it is used
+    from foreign_models import build
+
+    plain = build(tmp_path / "plain.onnx", seed=0)
+    runs = [("explain", lite0_path, too_long / "x.png", "--method", "gradcam"),
+            ("explain", plain, photos / "coffee.png", "--cache-dir", too_long, "--out", tmp_path / "out"),
+            ("evaluate", lite0_path, "--images", too_long, "--annotations", too_long / "a.json"),
+            ("variant", lite0_path, "--precision", "int8", "--calibrate", too_long / "c.png", "-o", tmp_path / "v.onnx")]
+    for args in runs:
+        done = run_cli(*args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("onnx_sise: error:"), done.stderr
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (("--input-size", "64,64"), "has the fixed size 32x32: --input-size 64,64 does not match it"),
+    (("--std", "0,0,0"), "scale and std non-zero"),
+    (("--scale", "inf"), "every value must be finite"),
+    (("--mean", "1e308,0,0"), "within +-1e+06"),
+])
+def test_bad_input_export_options_against_the_model(flags: tuple[str, ...], fragment: str,
+                                                    tmp_path: Path) -> None:
+    from foreign_models import SIZE, build
+
+    plain = build(tmp_path / "plain.onnx", seed=0)
+    done = run_cli("export", plain, "-o", tmp_path / "plain.sise.onnx", *flags)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("onnx_sise: error:"), done.stderr
+    assert fragment.replace("32x32", f"{SIZE}x{SIZE}") in lines[0], lines[0]
+    assert not (tmp_path / "plain.sise.onnx").exists()

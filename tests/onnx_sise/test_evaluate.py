@@ -145,3 +145,25 @@ def test_bad_input_annotation_file_through_the_cli_and_steps_bounded(lite0_path:
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "steps must be an integer in [1, 50176]" in lines[0], done.stderr
     assert not (tmp_path / "out" / "evaluation.json").exists()
+
+
+def test_bad_input_an_image_changed_after_the_check_and_annotation_bounds(lite0_path: Path, images: Path,
+                                                                          photos: Path, tmp_path: Path) -> None:
+    from onnx_sise import Explainer
+    from onnx_sise.evaluate import MAX_BOXES, AnnotationError, evaluate, load_annotations
+
+    path = _annotations(tmp_path, [{"file": "coffee.png", "target": 967, "boxes": [[10, 10, 300, 300]]}])
+    annotations = load_annotations(path, images, 1000, need_truth=True)
+    shutil.copy(photos / "astronaut.png", images / "coffee.png")  # 512 x 512 now, 600 x 400 when checked
+    with pytest.raises(AnnotationError, match="changed since the annotations were checked"):
+        evaluate(Explainer(lite0_path), annotations, ["gradcam"], ["ebpg"])
+    many = _annotations(tmp_path, [{"file": "chelsea.png", "target": 285, "boxes": [[0, 0, 10, 10]] * (MAX_BOXES + 1)}])
+    with pytest.raises(AnnotationError, match=f"has {MAX_BOXES + 1} boxes, more than {MAX_BOXES}"):
+        load_annotations(many, images, 1000, need_truth=True)
+    (images / "pipe.png").parent.mkdir(exist_ok=True)
+    import os
+
+    os.mkfifo(images / "pipe.png")
+    piped = _annotations(tmp_path, [{"file": "pipe.png", "target": 285}])
+    with pytest.raises(AnnotationError, match="is not a regular file"):
+        load_annotations(piped, images, 1000, need_truth=False)

@@ -105,3 +105,25 @@ def test_bad_input_threads_are_capped_at_the_cpus(lite0_path: Path) -> None:
     assert explainer.model.options.intra_op_num_threads == available_cpus()
     with pytest.raises(OptionError, match="threads must be a positive integer"):
         Explainer(lite0_path, threads=2.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arguments,fragment", [
+    ({"model": None}, "model must be a path or the model's bytes, got NoneType"),
+    ({"model": 123}, "model must be a path or the model's bytes, got int"),
+    ({"model": "a\0b.onnx"}, "holds a NUL byte"),
+    ({"cache_dir": 1}, "cache_dir must be a path"),
+    ({"scoring_model": b"bytes"}, "scoring_model must be a path"),
+    ({"providers": "CPUExecutionProvider"}, "providers must be a list of names"),
+    ({"providers": [1]}, "providers must be a list of names"),
+    ({"batch_size": 3000}, "batch_size must be an integer in [1, 1024]"),
+])
+def test_bad_input_explainer_arguments_of_the_wrong_type(lite0_path: Path, arguments: dict, fragment: str,
+                                                         capfd: pytest.CaptureFixture) -> None:
+    with pytest.raises(OptionError) as raised:
+        Explainer(**{"model": lite0_path, **arguments})
+    assert fragment in str(raised.value) and "\n" not in str(raised.value)
+    assert capfd.readouterr().err == ""
+
+
+def test_bad_input_a_huge_max_seconds_is_no_limit(explainer: Explainer, photos: Path) -> None:
+    assert explainer.explain(photos / "coffee.png", method="gradcam", max_seconds=2**2000).target == 967

@@ -31,3 +31,17 @@ def test_fault_new_external_weights_beside_the_same_graph_are_prepared_again(tmp
     expected = np.exp(logits[0] - logits[0].max())
     np.testing.assert_allclose(second.model.scores(image), expected / expected.sum(), rtol=1e-4, atol=1e-6)
     assert Explainer(source, cache_dir=cache).prepared.cached  # type: ignore[union-attr]
+
+
+def test_bad_input_cache_entries_that_are_broken_or_links_are_prepared_again(tmp_path: Path, lite0_path: Path) -> None:
+    source = build(tmp_path / "classifier.onnx", seed=0)
+    cache = tmp_path / "cache"
+    entry = Explainer(source, cache_dir=cache).prepared.path  # type: ignore[union-attr]
+    entry.write_bytes(entry.read_bytes()[:1000])  # a truncated entry (a disk fault, a copy cut short)
+    again = Explainer(source, cache_dir=cache)
+    assert again.prepared is not None and not again.prepared.cached and again.info.num_classes == 5
+    entry.unlink()
+    entry.symlink_to(lite0_path)  # a link to another model is never trusted as the preparation
+    linked = Explainer(source, cache_dir=cache)
+    assert linked.prepared is not None and not linked.prepared.cached
+    assert not entry.is_symlink() and linked.info.num_classes == 5
