@@ -68,10 +68,8 @@ def describe_input(value: onnx.ValueInfoProto, overrides: InputOverrides) -> Inp
         else:
             raise ExportError(f"cannot tell the layout of input shape {dims}: pass --layout NCHW or NHWC")
     channels, height, width = (dims[1], dims[2], dims[3]) if layout == "NCHW" else (dims[3], dims[1], dims[2])
+    fixed = (height, width)
     if overrides.size is not None:
-        if any(fixed is not None and fixed != wanted for fixed, wanted in zip((height, width), overrides.size)):
-            raise ExportError(f"input {value.name!r} has the fixed size {height}x{width}: --input-size "
-                              f"{overrides.size[0]},{overrides.size[1]} does not match it (drop --input-size)")
         height, width = overrides.size
     if height is None or width is None:
         raise ExportError(f"input {value.name!r} has a dynamic spatial size {dims}: prepare it with "
@@ -79,6 +77,9 @@ def describe_input(value: onnx.ValueInfoProto, overrides: InputOverrides) -> Inp
     if height * width > MAX_INPUT_PIXELS:
         raise ExportError(f"input {value.name!r} is {height}x{width}: more than {MAX_INPUT_PIXELS} pixels "
                           "(an image classifier's input is smaller; set --input-size)")
+    if any(side is not None and side != wanted for side, wanted in zip(fixed, (height, width))):
+        raise ExportError(f"input {value.name!r} has the fixed size {fixed[0]}x{fixed[1]}: --input-size "
+                          f"{height},{width} does not match it (drop --input-size)")
     if channels != 3:
         raise ExportError(f"input {value.name!r} has {channels} channels: only 3-channel image models are supported")
     numbers = (overrides.scale, *overrides.mean, *overrides.std)
