@@ -28,6 +28,7 @@ from . import metrics
 from .errors import OptionError, SiseError
 from .explainer import Explainer
 from .image_io import read_rgb
+from .methods import METHODS
 from .output_files import replace_together
 from .regular_files import read_regular
 
@@ -174,6 +175,7 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
              **options: object) -> dict[str, dict[str, object]]:
     """{method: {"metrics": {name: value}, "seconds_per_image", "passes_per_image", "images": [...]}};
     percentages for EBPG, mIoU, Bbox, pointing game, Drop and Increase, AUCs as fractions."""
+    _check_arguments(explainer, annotations, methods, metric_names, on_image)
     spec = explainer.info.input
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= spec.height * spec.width:
         raise OptionError(f"steps must be an integer in [1, {spec.height * spec.width}] (the model's pixel count: "
@@ -209,6 +211,24 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
             "images": rows,
         }
     return report
+
+
+def _check_arguments(explainer: object, annotations: object, methods: object, metric_names: object,
+                     on_image: object) -> None:
+    """evaluate()'s arguments by type, each wrong one an OptionError (one line)."""
+    if not isinstance(explainer, Explainer):
+        raise OptionError(f"explainer must be an onnx_sise.Explainer, got {type(explainer).__name__}")
+    if not _list_of(annotations, Annotation) or not annotations:
+        raise OptionError("annotations must be a non-empty list of Annotation (see load_annotations)")
+    for name, value, known in (("methods", methods, METHODS), ("metrics", metric_names, metrics.METRICS)):
+        if not _list_of(value, str) or not value or not set(value) <= set(known):
+            raise OptionError(f"{name} must be a non-empty list of names from {', '.join(known)}, got {_short(value)}")
+    if not callable(on_image):
+        raise OptionError(f"on_image must be callable, got {type(on_image).__name__}")
+
+
+def _list_of(value: object, kind: type) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, kind) for v in value)
 
 
 def _ground_truth(saliency: np.ndarray, truth: np.ndarray, names: Sequence[str]) -> dict[str, object]:

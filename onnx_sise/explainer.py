@@ -277,10 +277,14 @@ def path_option(name: str, value: object) -> str | os.PathLike[str] | None:
     """None, or a path (str or os.PathLike) without NUL bytes (OptionError otherwise)."""
     if value is None:
         return None
-    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
-        raise OptionError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
-    if "\0" in os.fspath(value):
-        raise OptionError(f"{name} {os.fspath(value)!r} holds a NUL byte: not a usable path")
+    try:
+        text = os.fspath(value)  # type: ignore[call-overload]
+    except Exception:  # noqa: BLE001 - a stranger's __fspath__ may raise anything
+        text = None
+    if not isinstance(text, str):
+        raise OptionError(f"{name} must be a path (str or os.PathLike of str), got {type(value).__name__}")
+    if "\0" in text:
+        raise OptionError(f"{name} {text!r} holds a NUL byte: not a usable path")
     return value
 
 

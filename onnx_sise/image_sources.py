@@ -50,7 +50,13 @@ def model_input(image: ImageSource, spec: InputSpec, max_pixels: int = MAX_PIXEL
 def rgb_of(image: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A photo as (H, W, 3) uint8 RGB from a path, encoded bytes, a PIL image or an RGB array."""
     if isinstance(image, (str, os.PathLike)):
-        return read_rgb(image, max_pixels)
+        try:
+            path = os.fspath(image)
+        except Exception:  # noqa: BLE001 - a stranger's __fspath__ may raise anything
+            path = None
+        if not isinstance(path, str):
+            raise ImageError(f"image path must be a str or an os.PathLike of str, got {type(image).__name__}")
+        return read_rgb(path, max_pixels)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return decode_rgb(image, "the image bytes", max_pixels)
     if isinstance(image, np.ndarray):

@@ -42,7 +42,7 @@ def check_output_name(path: Path) -> None:
         raise OutputError(f"output file name {path.name!r} is {size} bytes, more than the {NAME_MAX} a file system "
                           "accepts: choose a shorter name (rename the input it is named after)")
     if _is_directory(path):
-        raise OutputError(f"cannot write {path}: a directory of that name is in the way (move it or choose --out)")
+        raise OutputError(f"cannot write {path}: a directory of that name is in the way (move it, or write elsewhere)")
 
 
 def _is_directory(path: Path) -> bool:

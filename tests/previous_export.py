@@ -19,15 +19,18 @@ REPO = Path(__file__).resolve().parent.parent  # the repository: tests/ is one l
 def previous_export(zoo_name: str, out: Path, workdir: Path) -> Path | None:
     """`export --zoo zoo_name` as of BASELINE_COMMIT, written to `out`; None where the
     repository's history is not there (a shallow clone)."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", BASELINE_COMMIT, "export"],
-                             capture_output=True, timeout=120)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", BASELINE_COMMIT, "export",
+                              "onnx_sise"], capture_output=True, timeout=120)
     if archive.returncode != 0:
         return None
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(workdir, filter="data")
     code = ("import sys; from onnx_sise_export import export_zoo; "
             "export_zoo(sys.argv[1], sys.argv[2])")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir / "export"), os.environ.get("PYTHONPATH", "")])}
+    # The baseline's own runtime package too (its compiled core is the installed one: the
+    # package extends its path to it), so that the exporter reads the modules it was written against.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir / "export"), str(workdir),
+                                                        os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code, zoo_name, str(out)], env=env, capture_output=True, text=True,
                           timeout=1800, cwd=workdir)
     if done.returncode != 0:

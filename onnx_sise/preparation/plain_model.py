@@ -15,7 +15,7 @@ from onnx_sise.model_files import check_external_data
 from onnx_sise.model_info import InputSpec
 
 MAX_INPUT_PIXELS = 4096 * 4096
-MAX_PREPROCESSING = 1e6  # |scale|, |mean|, |std|: larger values overflow float32 arithmetic
+MAX_PREPROCESSING = 1e6  # |scale|, |mean|, |std| at most; |scale|, |std| at least its inverse (float32 range)
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,11 @@ def describe_input(value: onnx.ValueInfoProto, overrides: InputOverrides) -> Inp
     if channels != 3:
         raise ExportError(f"input {value.name!r} has {channels} channels: only 3-channel image models are supported")
     numbers = (overrides.scale, *overrides.mean, *overrides.std)
-    if (not all(math.isfinite(v) and abs(v) <= MAX_PREPROCESSING for v in numbers) or overrides.scale == 0
-            or 0 in overrides.std):
+    if (not all(math.isfinite(v) and abs(v) <= MAX_PREPROCESSING for v in numbers)
+            or not all(abs(v) >= 1 / MAX_PREPROCESSING for v in (overrides.scale, *overrides.std))):
         raise ExportError(f"preprocessing scale {overrides.scale:g}, mean {list(overrides.mean)}, std "
                           f"{list(overrides.std)}: every value must be finite and within +-{MAX_PREPROCESSING:g}, "
-                          "and scale and std non-zero")
+                          f"and scale and std at least {1 / MAX_PREPROCESSING:g} in size")
     return InputSpec(height=height, width=width, channels=3, layout=layout, color=overrides.color,
                      scale=overrides.scale, mean=tuple(overrides.mean), std=tuple(overrides.std))
 

@@ -422,7 +422,8 @@ def test_bad_input_paths_longer_than_the_system_allows_are_one_line(lite0_path: 
 
 @pytest.mark.parametrize("flags,fragment", [
     (("--input-size", "64,64"), "has the fixed size 32x32: --input-size 64,64 does not match it"),
-    (("--std", "0,0,0"), "scale and std non-zero"),
+    (("--std", "0,0,0"), "scale and std at least 1e-06 in size"),
+    (("--std", "1e-320,1,1"), "scale and std at least 1e-06 in size"),
     (("--scale", "inf"), "every value must be finite"),
     (("--mean", "1e308,0,0"), "within +-1e+06"),
 ])

@@ -167,3 +167,21 @@ def test_bad_input_an_image_changed_after_the_check_and_annotation_bounds(lite0_
     piped = _annotations(tmp_path, [{"file": "pipe.png", "target": 285}])
     with pytest.raises(AnnotationError, match="is not a regular file"):
         load_annotations(piped, images, 1000, need_truth=False)
+
+
+def test_bad_input_evaluate_arguments_of_the_wrong_type(lite0_path: Path, images: Path, tmp_path: Path) -> None:
+    from onnx_sise import Explainer, OptionError
+    from onnx_sise.evaluate import evaluate, load_annotations
+
+    explainer = Explainer(lite0_path)
+    annotations = load_annotations(_annotations(tmp_path, [{"file": "coffee.png", "target": 967,
+                                                            "boxes": [[10, 10, 300, 300]]}]), images, 1000, True)
+    for arguments, fragment in [((None, annotations, ["gradcam"], ["ebpg"]), "explainer must be"),
+                                ((explainer, [1], ["gradcam"], ["ebpg"]), "annotations must be"),
+                                ((explainer, annotations, None, ["ebpg"]), "methods must be"),
+                                ((explainer, annotations, ["gradcam"], "ebpg"), "metrics must be"),
+                                ((explainer, annotations, ["gradcam"], ["nope"]), "metrics must be")]:
+        with pytest.raises(OptionError, match=fragment):
+            evaluate(*arguments)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="on_image must be callable"):
+        evaluate(explainer, annotations, ["gradcam"], ["ebpg"], on_image=None)  # type: ignore[arg-type]

@@ -127,3 +127,23 @@ def test_bad_input_explainer_arguments_of_the_wrong_type(lite0_path: Path, argum
 
 def test_bad_input_a_huge_max_seconds_is_no_limit(explainer: Explainer, photos: Path) -> None:
     assert explainer.explain(photos / "coffee.png", method="gradcam", max_seconds=2**2000).target == 967
+
+
+class BrokenPath:
+    def __init__(self, returns: object) -> None:
+        self.returns = returns
+
+    def __fspath__(self) -> object:
+        if self.returns is None:
+            raise ZeroDivisionError("a stranger's __fspath__")
+        return self.returns
+
+
+@pytest.mark.parametrize("returns", [None, 5])
+def test_bad_input_path_objects_whose_fspath_misbehaves(lite0_path: Path, explainer: Explainer, returns: object) -> None:
+    with pytest.raises(OptionError, match="model must be a path"):
+        Explainer(BrokenPath(returns))  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="cache_dir must be a path"):
+        Explainer(lite0_path, cache_dir=BrokenPath(returns))  # type: ignore[arg-type]
+    with pytest.raises(ImageError, match="image path must be a str"):
+        explainer.explain(BrokenPath(returns), method="gradcam")  # type: ignore[arg-type]
