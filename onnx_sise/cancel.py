@@ -5,6 +5,7 @@ passes, so an explanation stops within one batch's time of being asked to."""
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,12 +40,15 @@ class Cancellation:
     @classmethod
     def start(cls, max_seconds: float | None = None, token: CancelToken | None = None) -> Cancellation:
         if max_seconds is not None and (isinstance(max_seconds, bool) or not (
-                isinstance(max_seconds, (int, float)) and max_seconds > 0)):
+                isinstance(max_seconds, numbers.Real) and max_seconds > 0)):
             raise OptionError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
         if token is not None and not isinstance(token, CancelToken):
             raise OptionError(f"cancel must be an onnx_sise.CancelToken, got {type(token).__name__}")
         now = time.monotonic()
-        return cls(token, None if max_seconds is None else now + _seconds(max_seconds), max_seconds, now)
+        if max_seconds is None:
+            return cls(token, None, None, now)
+        seconds = _seconds(max_seconds)
+        return cls(token, now + seconds, seconds, now)
 
     def check(self, passes: int = 0) -> None:
         """Raise CancelledError or TimeLimitError if the explanation must stop now."""

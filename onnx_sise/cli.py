@@ -240,7 +240,7 @@ def chosen_method(args: argparse.Namespace) -> str:
 def run_explain(args: argparse.Namespace) -> None:
     from .explainer import Explainer
     from .image_io import read_rgb
-    from .output_files import ensure_writable_dir
+    from .output_files import output_directory
     from .overlay import check_output_plan, output_paths, planned_suffixes, result_suffix, write_outputs
 
     if args.batch_size < 1:
@@ -252,40 +252,39 @@ def run_explain(args: argparse.Namespace) -> None:
     check_output_plan(args.images, args.out, planned_suffixes(method, args.target, args.top_k), inputs)
     for image in args.images:
         read_rgb(image)
-    if args.out is not None:
-        ensure_writable_dir(args.out)
-    explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
-                          cache_dir=args.cache_dir, scoring_model=args.scoring_model)
-    if explainer.prepared is not None:
-        how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
-        say(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
-        say(describe_input(explainer.info))
-    for image in args.images:
-        rgb = read_rgb(image)
-        results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=method,
-                                            progress=sys.stderr.isatty() and not args.json,
-                                            max_seconds=args.max_seconds, **method_options(args))
-        for result in results:
-            png_path, npy_path = output_paths(image, args.out, result_suffix(method, result.target, len(results)))
-            write_outputs(rgb, result.saliency, png_path, npy_path)
-            if args.json:
-                say(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
-                                **result.summary()}))
-            else:
-                used = " ".join(f"{n}={c}" for n, c in result.masks_used.items()) or "none"
-                say(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
-                    f"masks {used} | {result.seconds:.2f}s -> {png_path}")
-        if len(results) > 1 and not args.json:
-            separate = sum(r.forward_passes for r in results)
-            say(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
-                f"({separate - results[0].passes} saved by sharing)")
+    with output_directory(args.out):
+        explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
+                              cache_dir=args.cache_dir, scoring_model=args.scoring_model)
+        if explainer.prepared is not None:
+            how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
+            say(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
+            say(describe_input(explainer.info))
+        for image in args.images:
+            rgb = read_rgb(image)
+            results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=method,
+                                                progress=sys.stderr.isatty() and not args.json,
+                                                max_seconds=args.max_seconds, **method_options(args))
+            for result in results:
+                png_path, npy_path = output_paths(image, args.out, result_suffix(method, result.target, len(results)))
+                write_outputs(rgb, result.saliency, png_path, npy_path)
+                if args.json:
+                    say(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
+                                    **result.summary()}))
+                else:
+                    used = " ".join(f"{n}={c}" for n, c in result.masks_used.items()) or "none"
+                    say(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
+                        f"masks {used} | {result.seconds:.2f}s -> {png_path}")
+            if len(results) > 1 and not args.json:
+                separate = sum(r.forward_passes for r in results)
+                say(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
+                    f"({separate - results[0].passes} saved by sharing)")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate, load_annotations, table, write_report
     from .explainer import Explainer
     from .metrics import GROUND_TRUTH_METRICS
-    from .output_files import ensure_writable_dir
+    from .output_files import output_directory
     from .progress import ProgressBar
 
     if args.steps < 1 or args.batch_size < 1:
@@ -298,16 +297,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
     annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
     for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
         refuse_overwriting(report_path, identities(annotated))
-    ensure_writable_dir(args.out)
-    bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
-    report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
-                      on_image=lambda label: bar(1), rise_masks=args.rise_masks, seed=args.seed,
-                      **refinement_options(args))
-    bar.close()
-    json_path, csv_path = write_report(report, args.metrics, args.out)
-    for line in table(report, args.metrics).splitlines():
-        say(line)
-    say(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
+    with output_directory(args.out):
+        bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
+        report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
+                          on_image=lambda label: bar(1), rise_masks=args.rise_masks, seed=args.seed,
+                          **refinement_options(args))
+        bar.close()
+        json_path, csv_path = write_report(report, args.metrics, args.out)
+        for line in table(report, args.metrics).splitlines():
+            say(line)
+        say(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
 
 
 def describe_input(info: ModelInfo) -> str:

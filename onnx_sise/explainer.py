@@ -204,6 +204,8 @@ class Explainer:
                         cancel: CancelToken | None = None, **options: object) -> list[Explanation]:
         """One explanation per target (given, or the top_k classes, default the top-1).
         The masked passes are shared: one pass scores every target."""
+        if not isinstance(progress, (bool, np.bool_)):
+            raise OptionError(f"progress must be True or False, got {progress!r:.40}")
         stop = Cancellation.start(max_seconds, cancel)
         opts = checked_options(method, options)
         started = time.perf_counter()

@@ -35,6 +35,40 @@ def ensure_writable_dir(directory: Path) -> None:
         raise OutputError(f"output directory {directory} is not writable: choose another with --out")
 
 
+@contextmanager
+def output_directory(directory: Path | None) -> Iterator[None]:
+    """ensure_writable_dir(directory) for the block; when the block fails, the folders
+    this made are removed again if they are still empty: a failed run leaves nothing."""
+    if directory is None:
+        yield
+        return
+    made = []  # the folder and its missing parents, deepest first
+    folder = directory
+    while not _exists(folder) and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    ensure_writable_dir(directory)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something of the run's is in it
+                break
+        raise
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # there, or unusable: ensure_writable_dir says which
+    return True
+
+
 def check_output_name(path: Path) -> None:
     """Refuse a file name longer than NAME_MAX bytes, or a path where a directory is."""
     size = len(os.fsencode(path.name))

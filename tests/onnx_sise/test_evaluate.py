@@ -185,3 +185,15 @@ def test_bad_input_evaluate_arguments_of_the_wrong_type(lite0_path: Path, images
             evaluate(*arguments)  # type: ignore[arg-type]
     with pytest.raises(OptionError, match="on_image must be callable"):
         evaluate(explainer, annotations, ["gradcam"], ["ebpg"], on_image=None)  # type: ignore[arg-type]
+
+
+
+def test_bad_input_a_run_that_fails_leaves_no_empty_output_folder(lite0_path: Path, images: Path, photos: Path,
+                                                                  tmp_path: Path) -> None:
+    annotations = _annotations(tmp_path, [{"file": "coffee.png", "target": 967, "boxes": [[170, 15, 420, 305]]}])
+    done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", annotations, "--methods", "gradcam",
+                   "--steps", "1000000000", "--out", tmp_path / "new" / "out")  # refused inside the run
+    assert done.returncode == 2 and not (tmp_path / "new").exists(), done.stderr
+    done = run_cli("explain", lite0_path, photos / "coffee.png", "--method", "sise", "--max-seconds", "1e-9",
+                   "--out", tmp_path / "new" / "out")
+    assert done.returncode == 2 and "stopped at max_seconds" in done.stderr and not (tmp_path / "new").exists()

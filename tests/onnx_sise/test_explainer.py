@@ -147,3 +147,15 @@ def test_bad_input_path_objects_whose_fspath_misbehaves(lite0_path: Path, explai
         Explainer(lite0_path, cache_dir=BrokenPath(returns))  # type: ignore[arg-type]
     with pytest.raises(ImageError, match="image path must be a str"):
         explainer.explain(BrokenPath(returns), method="gradcam")  # type: ignore[arg-type]
+
+
+def test_bad_input_progress_and_max_seconds_types(explainer: Explainer, photos: Path) -> None:
+    from fractions import Fraction
+
+    from onnx_sise import TimeLimitError
+
+    with pytest.raises(OptionError, match="progress must be True or False"):
+        explainer.explain(photos / "coffee.png", method="gradcam", progress="x")  # type: ignore[arg-type]
+    for seconds in (np.float32(1e-9), Fraction(1, 10**9)):
+        with pytest.raises(TimeLimitError, match="stopped at max_seconds=1e-09"):
+            explainer.explain(photos / "coffee.png", method="sise", max_seconds=seconds)  # type: ignore[arg-type]
