@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from .errors import SiseError
@@ -30,7 +31,6 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
 BASE_METHOD_NAMES = ("sise", "ada-sise", "gradcam", "gradcam++", "wgradcam", "rise", "score-cam", "sigcam")
 METHOD_NAMES = BASE_METHOD_NAMES + tuple(f"ucag-{name}" for name in BASE_METHOD_NAMES)
-AOP_BASE_NAMES = ("wgradcam", "gradcam", "gradcam++", "none")
 METRIC_NAMES = ("ebpg", "miou", "bbox", "pointing", "drop", "increase", "deletion", "insertion")
 
 
@@ -74,17 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--refine", choices=("none", "ucag"), default="none",
                          help="refine the method's map: ucag explains overlapping patches and folds them back, "
                               "--method gradcam --refine ucag = --method ucag-gradcam (default: none)")
-    explain.add_argument("--mu", type=float, default=0.0, help="SISE feature-map threshold, eq. 7 (default: 0)")
     explain.add_argument("--target", type=class_ids, default=None,
                          help="class id(s) to explain, comma-separated, e.g. 967,968 (default: the top-1 class)")
     explain.add_argument("--top-k", type=int, default=None, help="explain the k best classes (default: off)")
-    explain.add_argument("--layer", default=None,
-                         help="tap of the CAM methods and Score-CAM, e.g. block3 (default: the deepest)")
-    explain.add_argument("--rise-masks", type=int, default=2000, help="RISE mask count (default: 2000)")
-    explain.add_argument("--seed", type=int, default=0, help="RISE random seed (default: 0)")
     explain.add_argument("--batch-size", type=int, default=32, help="masked inputs per forward pass (default: 32)")
-    explain.add_argument("--fusion", choices=("hard", "soft"), default="hard",
-                         help="Otsu gate of the fusion cascade (default: hard, as in the paper)")
     explain.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
     explain.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     explain.add_argument("--max-seconds", type=float, default=None,
@@ -95,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default: the model's own float32 graph)")
     explain.add_argument("--cache-dir", type=Path, default=None,
                          help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
-    add_refinement_options(explain)
+    add_method_options(explain)
 
     evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -109,10 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"comma-separated, from {','.join(METRIC_NAMES)} (default: all)")
     evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
-    evaluate.add_argument("--rise-masks", type=int, default=2000, help="RISE mask count (default: 2000)")
-    evaluate.add_argument("--seed", type=int, default=0, help="RISE random seed (default: 0)")
     evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
-    add_refinement_options(evaluate)
+    add_method_options(evaluate)
     evaluate.add_argument("--out", type=Path, default=Path("."),
                           help="directory for evaluation.json and evaluation.csv (default: .)")
 
@@ -156,24 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_refinement_options(parser: argparse.ArgumentParser) -> None:
-    """SIGCAM (AOP paper) and UCAG options, with the papers' defaults."""
-    sig = parser.add_argument_group("SIGCAM / AOP (--method sigcam)")
-    sig.add_argument("--sigcam-base", choices=AOP_BASE_NAMES, default="wgradcam",
-                     help="activation map of the base mask; none = plain I-GOS (default: wgradcam)")
-    sig.add_argument("--sigcam-theta", type=float, default=0.7, help="eq. 5 filter threshold (default: 0.7)")
-    sig.add_argument("--sigcam-lambda", type=float, default=0.15, help="eq. 5 modulating factor (default: 0.15)")
-    sig.add_argument("--sigcam-iterations", type=int, default=15, help="I-GOS iterations (default: 15)")
-    sig.add_argument("--sigcam-warmup", type=int, default=5,
-                     help="first iterations against a light blur (default: 5)")
-    sig.add_argument("--sigcam-steps", type=int, default=20, help="integrated-gradient points (default: 20)")
-    sig.add_argument("--sigcam-l1", type=float, default=1.0, help="eq. 6 L1 weight (default: 1)")
-    sig.add_argument("--sigcam-tv", type=float, default=20.0, help="eq. 6 total-variation weight (default: 20)")
-    sig.add_argument("--sigcam-noise", type=float, default=0.045,
-                     help="integration noise std, fraction of the pixel range (default: 0.045)")
-    ucag = parser.add_argument_group("UCAG (--refine ucag, --method ucag-*)")
-    ucag.add_argument("--ucag-n", type=int, default=6, help="n x n patches (default: 6)")
-    ucag.add_argument("--ucag-rho", type=float, default=0.555, help="patch size / image size (default: 0.555)")
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """A flag per field of MethodOptions (--sigcam-theta for sigcam_theta), with its
+    type, choices, default and help from the field's Domain: the options' one home."""
+    from .methods import MethodOptions
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in fields(MethodOptions):
+        domain = option.metadata["domain"]
+        group = groups.get(domain.group) or groups.setdefault(domain.group, parser.add_argument_group(domain.group))
+        shown = "" if "default:" in domain.help else f" (default: {option.default})"
+        kind = {"int": int, "real": float}.get(domain.kind, str)
+        group.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name, type=kind, default=option.default,
+                           choices=domain.choices or None, help=domain.help + shown)
 
 
 def evaluate_doc() -> str:
@@ -217,15 +203,10 @@ def class_ids(text: str) -> list[int]:
 
 
 def method_options(args: argparse.Namespace) -> dict[str, object]:
-    return {"mu": args.mu, "fusion": args.fusion, "layer": args.layer, "rise_masks": args.rise_masks,
-            "seed": args.seed, **refinement_options(args)}
+    """The MethodOptions fields given on the command line (every one has a flag)."""
+    from .methods import MethodOptions
 
-
-def refinement_options(args: argparse.Namespace) -> dict[str, object]:
-    return {"sigcam_base": args.sigcam_base, "sigcam_theta": args.sigcam_theta, "sigcam_lambda": args.sigcam_lambda,
-            "sigcam_iterations": args.sigcam_iterations, "sigcam_warmup": args.sigcam_warmup,
-            "sigcam_steps": args.sigcam_steps, "sigcam_l1": args.sigcam_l1, "sigcam_tv": args.sigcam_tv,
-            "sigcam_noise": args.sigcam_noise, "ucag_n": args.ucag_n, "ucag_rho": args.ucag_rho}
+    return {option.name: getattr(args, option.name) for option in fields(MethodOptions)}
 
 
 def chosen_method(args: argparse.Namespace) -> str:
@@ -300,8 +281,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     with output_directory(args.out):
         bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
         report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
-                          on_image=lambda label: bar(1), rise_masks=args.rise_masks, seed=args.seed,
-                          **refinement_options(args))
+                          on_image=lambda label: bar(1), **method_options(args))
         bar.close()
         json_path, csv_path = write_report(report, args.metrics, args.out)
         for line in table(report, args.metrics).splitlines():

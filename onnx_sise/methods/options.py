@@ -16,6 +16,9 @@ from .sigcam import AOP_BASES, DEFAULT_NOISE
 
 ADA_RULES = ("otsu", "paper")
 MAX_SEED = 2**63 - 1
+# The command line's option groups.
+SISE, CAM, RISE = "SISE / Ada-SISE", "CAM methods and Score-CAM", "RISE"
+SIGCAM, UCAG = "SIGCAM / AOP (--method sigcam)", "UCAG (--refine ucag, --method ucag-*)"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Domain:
     choices: tuple[str, ...] = ()
     optional: bool = False
     meaning: str = ""
+    help: str = ""  # the command line's help text, without the default
+    group: str = ""  # the command line's option group
 
     def problem(self, name: str, value: object) -> str | None:
         """Why `value` is not in the domain (one phrase), or None."""
@@ -74,25 +79,41 @@ class MethodOptions:
     sigcam_noise: std of the integration noise in units of the 0..1 pixel range.
     UCAG: ucag_n (n x n patches), ucag_rho (patch size / image size); see methods/ucag.py."""
 
-    mu: float = option(0.0, Domain("real", 0, None, meaning=" (SISE eq. 7)"))
-    fusion: str = option("hard", Domain("str", choices=GATES))
-    layer: str | None = option(None, Domain("str", optional=True))
-    rise_masks: int = option(2000, Domain("int", 1, 100_000))
-    rise_cells: int = option(7, Domain("int", 1, 64))
-    rise_p: float = option(0.5, Domain("real", 0, 1, low_open=True))
-    seed: int = option(0, Domain("int", 0, MAX_SEED))
-    ada_rule: str = option("otsu", Domain("str", choices=ADA_RULES))
-    sigcam_base: str = option("wgradcam", Domain("str", choices=AOP_BASES))
-    sigcam_theta: float = option(0.7, Domain("real", 0, 1, meaning=" (AOP eq. 5)"))
-    sigcam_lambda: float = option(0.15, Domain("real", 0, 1, meaning=" (AOP eq. 5)"))
-    sigcam_iterations: int = option(IgosSettings.iterations, Domain("int", 1, 1000))
-    sigcam_warmup: int = option(IgosSettings.warmup, Domain("int", 0, 1000))
-    sigcam_steps: int = option(IgosSettings.integration_steps, Domain("int", 1, 10_000))
-    sigcam_l1: float = option(IgosSettings.l1, Domain("real", 0, 1e6))
-    sigcam_tv: float = option(IgosSettings.tv, Domain("real", 0, 1e6))
-    sigcam_noise: float = option(DEFAULT_NOISE, Domain("real", 0, 10))
-    ucag_n: int = option(6, Domain("int", 2, 32, meaning=" (n x n overlapping patches)"))
-    ucag_rho: float = option(0.555, Domain("real", 0, 1, low_open=True, meaning=" (patch size / image size)"))
+    mu: float = option(0.0, Domain("real", 0, None, meaning=" (SISE eq. 7)", group=SISE,
+                                   help="SISE feature-map threshold, eq. 7"))
+    fusion: str = option("hard", Domain("str", choices=GATES, group=SISE,
+                                        help="Otsu gate of the fusion cascade; hard as in the paper"))
+    layer: str | None = option(None, Domain("str", optional=True, group=CAM,
+                                            help="tap of the CAM methods and Score-CAM, e.g. block3 (default: the "
+                                                 "deepest)"))
+    rise_masks: int = option(2000, Domain("int", 1, 100_000, group=RISE, help="RISE mask count"))
+    rise_cells: int = option(7, Domain("int", 1, 64, group=RISE, help="RISE grid cells per side"))
+    rise_p: float = option(0.5, Domain("real", 0, 1, low_open=True, group=RISE,
+                                       help="RISE probability of keeping a cell"))
+    seed: int = option(0, Domain("int", 0, MAX_SEED, group=RISE, help="random seed of RISE's masks and SIGCAM's noise"))
+    ada_rule: str = option("otsu", Domain("str", choices=ADA_RULES, group=SISE,
+                                          help="Ada-SISE threshold: otsu, or the literal eq. 5 (paper)"))
+    sigcam_base: str = option("wgradcam", Domain("str", choices=AOP_BASES, group=SIGCAM,
+                                                 help="activation map of the base mask; none = plain I-GOS"))
+    sigcam_theta: float = option(0.7, Domain("real", 0, 1, meaning=" (AOP eq. 5)", group=SIGCAM,
+                                             help="eq. 5 filter threshold"))
+    sigcam_lambda: float = option(0.15, Domain("real", 0, 1, meaning=" (AOP eq. 5)", group=SIGCAM,
+                                               help="eq. 5 modulating factor"))
+    sigcam_iterations: int = option(IgosSettings.iterations, Domain("int", 1, 1000, group=SIGCAM,
+                                                                    help="I-GOS iterations"))
+    sigcam_warmup: int = option(IgosSettings.warmup, Domain("int", 0, 1000, group=SIGCAM,
+                                                            help="first iterations against a light blur"))
+    sigcam_steps: int = option(IgosSettings.integration_steps, Domain("int", 1, 10_000, group=SIGCAM,
+                                                                      help="integrated-gradient points"))
+    sigcam_l1: float = option(IgosSettings.l1, Domain("real", 0, 1e6, group=SIGCAM, help="eq. 6 L1 weight"))
+    sigcam_tv: float = option(IgosSettings.tv, Domain("real", 0, 1e6, group=SIGCAM,
+                                                      help="eq. 6 total-variation weight"))
+    sigcam_noise: float = option(DEFAULT_NOISE, Domain("real", 0, 10, group=SIGCAM,
+                                                       help="integration noise std, fraction of the pixel range"))
+    ucag_n: int = option(6, Domain("int", 2, 32, meaning=" (n x n overlapping patches)", group=UCAG,
+                                   help="n x n patches"))
+    ucag_rho: float = option(0.555, Domain("real", 0, 1, low_open=True, meaning=" (patch size / image size)",
+                                           group=UCAG, help="patch size / image size"))
 
     def problems(self) -> list[str]:
         """What is wrong with the options, one phrase each."""

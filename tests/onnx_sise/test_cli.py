@@ -437,3 +437,22 @@ def test_bad_input_export_options_against_the_model(flags: tuple[str, ...], frag
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("onnx_sise: error:"), done.stderr
     assert fragment.replace("32x32", f"{SIZE}x{SIZE}") in lines[0], lines[0]
     assert not (tmp_path / "plain.sise.onnx").exists()
+
+
+def test_every_method_option_has_one_flag_from_its_domain() -> None:
+    """Each MethodOptions field is reachable from the command line, with the API's default
+    and checks: a value inside its domain parses to itself and passes the API's check."""
+    from dataclasses import fields
+
+    from onnx_sise.cli import build_parser, method_options
+    from onnx_sise.methods import MethodOptions, checked
+
+    inside = {"int": "3", "real": "0.25"}
+    for command in (["explain", "m.onnx", "x.png"], ["evaluate", "m.onnx", "--images", "i", "--annotations", "a"]):
+        defaults = method_options(build_parser().parse_args(command))
+        assert defaults == {f.name: f.default for f in fields(MethodOptions)}
+        for option in fields(MethodOptions):
+            domain = option.metadata["domain"]
+            value = domain.choices[-1] if domain.choices else inside.get(domain.kind, "block1")
+            parsed = method_options(build_parser().parse_args([*command, f"--{option.name.replace('_', '-')}", value]))
+            assert str(parsed[option.name]) == value and checked(parsed) == checked({option.name: parsed[option.name]})
