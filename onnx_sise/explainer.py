@@ -32,6 +32,7 @@ from .model_files import copied_session_options, providers_of
 from .model_info import ModelInfo
 from .prepare import Prepared, prepared_model
 from .progress import ProgressBar
+from .regular_files import text_path
 from .session import ExplainableModel
 
 ImageLike = ImageSource
@@ -279,11 +280,8 @@ def path_option(name: str, value: object) -> str | os.PathLike[str] | None:
     """None, or a path (str or os.PathLike) without NUL bytes (OptionError otherwise)."""
     if value is None:
         return None
-    try:
-        text = os.fspath(value)  # type: ignore[call-overload]
-    except Exception:  # noqa: BLE001 - a stranger's __fspath__ may raise anything
-        text = None
-    if not isinstance(text, str):
+    text = text_path(value)
+    if text is None:
         raise OptionError(f"{name} must be a path (str or os.PathLike of str), got {type(value).__name__}")
     if "\0" in text:
         raise OptionError(f"{name} {text!r} holds a NUL byte: not a usable path")

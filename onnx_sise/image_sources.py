@@ -25,6 +25,7 @@ import numpy as np
 from .errors import ImageError
 from .image_io import MAX_PIXELS, decode_rgb, read_rgb, to_model_input
 from .model_info import InputSpec
+from .regular_files import text_path
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 FLOAT_KINDS = "f"
@@ -50,11 +51,8 @@ def model_input(image: ImageSource, spec: InputSpec, max_pixels: int = MAX_PIXEL
 def rgb_of(image: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A photo as (H, W, 3) uint8 RGB from a path, encoded bytes, a PIL image or an RGB array."""
     if isinstance(image, (str, os.PathLike)):
-        try:
-            path = os.fspath(image)
-        except Exception:  # noqa: BLE001 - a stranger's __fspath__ may raise anything
-            path = None
-        if not isinstance(path, str):
+        path = text_path(image)
+        if path is None:
             raise ImageError(f"image path must be a str or an os.PathLike of str, got {type(image).__name__}")
         return read_rgb(path, max_pixels)
     if isinstance(image, (bytes, bytearray, memoryview)):

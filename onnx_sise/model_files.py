@@ -16,8 +16,6 @@ was made would kill the next call with SIGBUS.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from .errors import ModelError
+from .regular_files import read_regular
 
 # Field numbers of onnx.proto (ModelProto.graph = 7, GraphProto.initializer = 5, ...).
 MODEL_GRAPH, MODEL_FUNCTIONS = 7, 25
@@ -44,7 +43,6 @@ MAX_MODEL_BYTES = 2**31 - 1
 MAX_EXTERNAL_DATA_BYTES = 32 * 2**30
 # onnxruntime's FATAL: its own log lines would add to the one-line error.
 QUIET_LOG_SEVERITY = 4
-READ_CHUNK = 1 << 24
 # What onnxruntime raises: its own exception types (none derives from another) and RuntimeError.
 RUNTIME_ERRORS = (RuntimeError, *(kind for kind in vars(ort_state).values()
                                   if isinstance(kind, type) and issubclass(kind, Exception)))
@@ -148,50 +146,20 @@ def _external_data_locations(buf: memoryview) -> list[tuple[str, str]]:
 def read_model_file(path: Path, name: str) -> bytes:
     """The bytes of the model file at `path` (`name` in messages), refused in one line if
     it is missing, not a regular file, empty, too large or changed while it was read."""
-    data = read_bounded(path, name, MAX_MODEL_BYTES, missing=f"model file not found: {name}")
+    data = read_bounded(path, name, "model", MAX_MODEL_BYTES, missing=f"model file not found: {name}")
     if not data:
         raise ModelError(f"{name} is empty (0 bytes): not an ONNX model")
     return data
 
 
-def read_bounded(path: Path, name: str, limit: int, missing: str) -> bytes:
-    """The bytes of the regular file at `path`, opened without blocking (a FIFO or a
-    device never hangs the caller) and read only if it holds at most `limit` bytes;
-    `missing` is the message for a path that does not exist."""
+def read_bounded(path: Path, name: str, kind: str, limit: int, missing: str) -> bytes:
+    """read_regular with the model's messages: `missing` for a path that does not exist."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        return read_regular(path, kind, ModelError, limit, name=name)
     except FileNotFoundError:
         raise ModelError(missing) from None
-    except OSError as exc:
-        raise ModelError(f"cannot read {name}: {exc.strerror}") from None
-    try:
-        before = os.fstat(fd)
-        if stat.S_ISDIR(before.st_mode):
-            raise ModelError(f"{name} is not a file (a directory)")
-        if not stat.S_ISREG(before.st_mode):
-            raise ModelError(f"{name} is not a regular file (a pipe, device or socket): pass a file")
-        if before.st_size > limit:
-            raise ModelError(f"{name} is {before.st_size} bytes: more than the {limit} bytes accepted")
-        data = _read_all(fd, before.st_size + 1)
-        after = os.fstat(fd)
-    except OSError as exc:
-        raise ModelError(f"cannot read {name}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise ModelError(f"{name} changed while it was read: load it again once it is completely written")
-    return data
-
-
-def _read_all(fd: int, most: int) -> bytes:
-    chunks, total = [], 0
-    while total < most:
-        chunk = os.read(fd, min(READ_CHUNK, most - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
+    except IsADirectoryError:
+        raise ModelError(f"{name} is not a file (a directory)") from None
 
 
 def external_data_files(data: bytes, path: Path | None, name: str) -> dict[str, Path]:
@@ -236,7 +204,7 @@ def read_external_data(files: dict[str, Path], name: str) -> dict[str, bytes]:
     left = MAX_EXTERNAL_DATA_BYTES
     for location, file in files.items():
         contents[location] = read_bounded(
-            file, f"the external data file {location!r} of {name}", left,
+            file, f"the external data file {location!r} of {name}", "weights file", left,
             missing=f"{name}: its external data file {location!r} is missing: keep the weights beside the model")
         left -= len(contents[location])
     return contents
