@@ -9,7 +9,7 @@ PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname
 
 .PHONY: demo test install check-no-cuda bench clean
 
-$(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h onnx_sise/*.py onnx_sise/*/*.py onnx_sise/*/*/*.py export/onnx_sise_export/*.py)
+$(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h) $(shell find onnx_sise export -name '*.py')
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
@@ -34,7 +34,7 @@ check-no-cuda: install
 	mkdir -p build/no-cuda/site/onnx_sise
 	cp -r onnx_sise/. build/no-cuda/site/onnx_sise/ && cp build/no-cuda/_core*.so build/no-cuda/site/onnx_sise/
 	cd build/no-cuda/site && $(abspath $(PY)) -c "import onnx_sise._core as c; assert not c.built_with_cuda; print('no-CUDA core imported from', c.__file__)"
-	PYTHONPATH=build/no-cuda/site $(VENV)/bin/pytest -q -p no:cacheprovider tests/onnx_sise/test_core.py
+	PYTHONPATH=build/no-cuda/site $(VENV)/bin/pytest -q -p no:cacheprovider tests/onnx_sise/test_kernels.py
 
 test: install check-no-cuda
 	cd build && $(abspath $(PY)) -c "import onnx_sise._core as c; print('installed core', c.__file__, 'CUDA kernels built:', c.built_with_cuda)"

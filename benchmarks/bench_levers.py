@@ -26,9 +26,9 @@ import onnxruntime as ort
 import skimage
 
 import onnx_sise
-from onnx_sise import core
+from onnx_sise import kernels
 from onnx_sise.methods.context import distinct_maps
-from onnx_sise.methods.sise import average_gradients, select_positive
+from onnx_sise.methods.sise.method import average_gradients, select_positive
 from onnx_sise_export import calibration_batches, export_zoo, write_scoring_variant
 
 HERE = Path(__file__).resolve().parent
@@ -92,22 +92,22 @@ def feature_resolution_accumulation(explainer: onnx_sise.Explainer, repeats: int
     maps = np.ascontiguousarray(maps[flat.max(axis=1) > flat.min(axis=1)][:256])
     weights = np.random.default_rng(0).uniform(size=maps.shape[0]).astype(np.float32)
     height, width = x.shape[1:]
-    masks = core.upsample_bilinear(maps, height, width)
+    masks = kernels.upsample_bilinear(maps, height, width)
     lo, hi = masks.min(axis=(1, 2)), masks.max(axis=(1, 2))
     sums = ((masks - lo[:, None, None]) / (hi - lo)[:, None, None]).sum(axis=(1, 2), dtype=np.float64)
 
     def direct() -> np.ndarray:
         unit = masks.copy()
-        core.minmax_normalize(unit)
+        kernels.minmax_normalize(unit)
         acc = np.zeros((height, width))
-        core.accumulate_contributions(unit, weights, acc)
+        kernels.accumulate_contributions(unit, weights, acc)
         return acc
 
     def at_feature_resolution() -> np.ndarray:
         scale = (weights / sums / (hi - lo)).astype(np.float64)
         small = np.tensordot(scale, maps.astype(np.float64), axes=1)
         offset = float((scale * lo).sum())
-        return core.upsample_bilinear(small[None].astype(np.float32), height, width)[0].astype(np.float64) - offset
+        return kernels.upsample_bilinear(small[None].astype(np.float32), height, width)[0].astype(np.float64) - offset
 
     times = interleaved({"direct": direct, "feature": at_feature_resolution}, repeats)
     reference, fast = direct(), at_feature_resolution()

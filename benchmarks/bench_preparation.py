@@ -31,7 +31,7 @@ import onnxruntime as ort
 import skimage
 
 import onnx_sise
-from onnx_sise.preparation import prepare_onnx
+from onnx_sise.model.preparation import prepare_onnx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))

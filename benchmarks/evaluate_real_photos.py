@@ -22,7 +22,7 @@ import onnxruntime as ort
 import skimage
 
 from onnx_sise.cli import BASE_METHOD_NAMES, METRIC_NAMES, main
-from onnx_sise.evaluate import table
+from onnx_sise.evaluation.report import table
 
 HERE = Path(__file__).resolve().parent
 SOURCES = {

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from evaluate_real_photos import HERE, SOURCES
 
 from onnx_sise.cli import main
-from onnx_sise.evaluate import table
+from onnx_sise.evaluation.report import table
 
 METHODS = ("gradcam", "wgradcam", "sigcam", "sise", "ucag-gradcam", "ucag-wgradcam", "ucag-sise")
 METRICS = ("deletion", "insertion", "pointing", "ebpg")

@@ -24,7 +24,7 @@ from .errors import (
     TimeLimitError,
 )
 from .explainer import Explainer, Explanation
-from .model_info import InputSpec, ModelInfo, Tap
+from .model.info import InputSpec, ModelInfo, Tap
 
 # A library logs, the application decides where to: nothing reaches stderr unless it asks.
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -10,16 +10,17 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from .errors import SiseError
-from .model_info import OUTPUT_KINDS, ModelInfo
-from .output_files import check_output_name, identities, refuse_overwriting
-from .preparation.options import CHECKS
+from .files.writing import check_output_name, identities, refuse_overwriting
+from .model.info import OUTPUT_KINDS, ModelInfo
+from .model.preparation.options import CHECKS
 
+ZOO_GROUP, COMMAND_GROUP = "onnx_sise.zoo", "onnx_sise.commands"  # entry points of the export package
 EXIT_BAD_INPUT = 2
 # A run stopped by a signal exits with 128 + its number (130 SIGINT, 143 SIGTERM, 129
 # SIGHUP), as a shell reports a process the signal killed.
@@ -28,10 +29,6 @@ EXIT_SIGNAL_BASE = 128
 # sees from any tool that stops writing to a closed pipe.
 EXIT_BROKEN_PIPE = 128 + 13
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-ZOO_NAMES = ("efficientnet-lite0", "resnet50", "vgg16")
-BASE_METHOD_NAMES = ("sise", "ada-sise", "gradcam", "gradcam++", "wgradcam", "rise", "score-cam", "sigcam")
-METHOD_NAMES = BASE_METHOD_NAMES + tuple(f"ucag-{name}" for name in BASE_METHOD_NAMES)
-METRIC_NAMES = ("ebpg", "miou", "bbox", "pointing", "drop", "increase", "deletion", "insertion")
 
 
 class UsageError(SiseError):
@@ -63,6 +60,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The commands and their flags; the methods, their options and the metrics come from
+    their registries (methods/registry.py, evaluation/registry.py)."""
+    from .evaluation import METRICS
+    from .methods import METHODS
+
     parser = OneLineParser(prog="onnx_sise", description="SISE saliency maps for ONNX image classifiers.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
     explain.add_argument("images", type=Path, nargs="+", help="photos (PNG, JPEG, ...)")
     explain.add_argument("--out", type=Path, default=None, help="output directory (default: beside each image)")
-    explain.add_argument("--method", choices=METHOD_NAMES, default="sise", help="explanation method (default: sise)")
+    explain.add_argument("--method", choices=tuple(METHODS), default="sise", help="explanation method (default: sise)")
     explain.add_argument("--refine", choices=("none", "ucag"), default="none",
                          help="refine the method's map: ucag explains overlapping patches and folds them back, "
                               "--method gradcam --refine ucag = --method ucag-gradcam (default: none)")
@@ -96,10 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
     evaluate.add_argument("--images", type=Path, required=True, help="directory the annotation file's paths start from")
     evaluate.add_argument("--annotations", type=Path, required=True, help="annotation file (JSON, format above)")
-    evaluate.add_argument("--methods", type=names_of(METHOD_NAMES), default=["sise"],
-                          help=f"comma-separated, from {','.join(METHOD_NAMES)} (default: sise)")
-    evaluate.add_argument("--metrics", type=names_of(METRIC_NAMES), default=list(METRIC_NAMES),
-                          help=f"comma-separated, from {','.join(METRIC_NAMES)} (default: all)")
+    evaluate.add_argument("--methods", type=names_of(tuple(METHODS)), default=["sise"],
+                          help=f"comma-separated, from {','.join(METHODS)} (default: sise)")
+    evaluate.add_argument("--metrics", type=names_of(tuple(METRICS)), default=list(METRICS),
+                          help=f"comma-separated, from {','.join(METRICS)} (default: all)")
     evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
     evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
@@ -111,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "needs torch)")
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("model", type=Path, nargs="?", help="a plain ONNX classifier to prepare")
-    source.add_argument("--zoo", choices=ZOO_NAMES, help="a model to build and export")
+    source.add_argument("--zoo", type=zoo_name, metavar="NAME",
+                        help=f"a model to build and export: {', '.join(zoo_names()) or 'pip install onnx_sise[export]'}")
     export.add_argument("--layout", choices=("NCHW", "NHWC"), default=None,
                         help="input layout (default: inferred from the input shape)")
     export.add_argument("--input-size", type=size_pair, default=None,
@@ -148,13 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
-    """A flag per field of MethodOptions (--sigcam-theta for sigcam_theta), with its
-    type, choices, default and help from the field's Domain: the options' one home."""
-    from .methods import MethodOptions
+    """A flag per option of the registered methods (--sigcam-theta for sigcam_theta), with
+    its type, choices, default and help from the option's Domain: the options' one home."""
+    from .methods import option_fields
+    from .methods.options import domain_of
 
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for option in fields(MethodOptions):
-        domain = option.metadata["domain"]
+    for option in option_fields().values():
+        domain = domain_of(option)
         group = groups.get(domain.group) or groups.setdefault(domain.group, parser.add_argument_group(domain.group))
         shown = "" if "default:" in domain.help else f" (default: {option.default})"
         kind = {"int": int, "real": float}.get(domain.kind, str)
@@ -163,7 +167,7 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_doc() -> str:
-    from .evaluate import __doc__ as doc
+    from .evaluation.annotations import __doc__ as doc
 
     return doc or ""
 
@@ -203,10 +207,10 @@ def class_ids(text: str) -> list[int]:
 
 
 def method_options(args: argparse.Namespace) -> dict[str, object]:
-    """The MethodOptions fields given on the command line (every one has a flag)."""
-    from .methods import MethodOptions
+    """The method options given on the command line (every one has a flag)."""
+    from .methods import option_fields
 
-    return {option.name: getattr(args, option.name) for option in fields(MethodOptions)}
+    return {name: getattr(args, name) for name in option_fields()}
 
 
 def chosen_method(args: argparse.Namespace) -> str:
@@ -220,9 +224,9 @@ def chosen_method(args: argparse.Namespace) -> str:
 
 def run_explain(args: argparse.Namespace) -> None:
     from .explainer import Explainer
-    from .image_io import read_rgb
-    from .output_files import output_directory
-    from .overlay import check_output_plan, output_paths, planned_suffixes, result_suffix, write_outputs
+    from .files.writing import output_directory
+    from .images.decode import read_rgb
+    from .images.overlay import check_output_plan, output_paths, planned_suffixes, result_suffix, write_outputs
 
     if args.batch_size < 1:
         raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -262,10 +266,12 @@ def run_explain(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate, load_annotations, table, write_report
+    from .evaluation import GROUND, METRICS
+    from .evaluation.annotations import load_annotations
+    from .evaluation.evaluate import evaluate
+    from .evaluation.report import table, write_report
     from .explainer import Explainer
-    from .metrics import GROUND_TRUTH_METRICS
-    from .output_files import output_directory
+    from .files.writing import output_directory
     from .progress import ProgressBar
 
     if args.steps < 1 or args.batch_size < 1:
@@ -273,7 +279,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
         refuse_output_over_inputs(report_path, [*model_files_of(args.model), args.annotations])
     explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
-    need_truth = any(m in GROUND_TRUTH_METRICS for m in args.metrics)
+    need_truth = any(METRICS[m].truth == GROUND for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
     annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
     for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
@@ -296,7 +302,7 @@ def describe_input(info: ModelInfo) -> str:
 
 
 def model_files_of(path: Path) -> list[Path]:
-    from .model_files import model_files_of as files_of  # onnxruntime is imported only when a command runs
+    from .model.files import model_files_of as files_of  # onnxruntime is imported only when a command runs
 
     return files_of(path)
 
@@ -312,14 +318,11 @@ def run_export(args: argparse.Namespace) -> None:
     refuse_output_over_inputs(args.output, model_files_of(args.model) if args.model else [])
     taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
     if args.zoo:
-        try:
-            from onnx_sise_export import export_zoo
-        except ImportError as exc:
-            raise SiseError(f"export --zoo needs torch ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
+        export_zoo = plugin(ZOO_GROUP, args.zoo, "export --zoo")
         info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind or "logits",
                           check=args.check or "none")
     else:
-        from .preparation import InputOverrides, prepare_onnx
+        from .model.preparation import InputOverrides, prepare_onnx
 
         overrides = InputOverrides(layout=args.layout, size=args.input_size, color=args.color, scale=args.scale,
                                    mean=args.mean, std=args.std, output_kind=args.output_kind)
@@ -331,20 +334,39 @@ def run_export(args: argparse.Namespace) -> None:
 
 
 def run_variant(args: argparse.Namespace) -> None:
-    from .explainer import Explainer
-
-    try:
-        from onnx_sise_export import calibration_batches, write_scoring_variant
-    except ImportError as exc:
-        raise SiseError(f"variant needs onnx ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
+    write_variant = plugin(COMMAND_GROUP, "variant", "variant")
     if args.precision == "int8" and not args.calibrate:
         raise SiseError("int8 needs --calibrate with a few photos like the ones you will explain")
     refuse_output_over_inputs(args.output, [*model_files_of(args.model), *args.calibrate])
-    explainer = Explainer(args.model, prepare=False)
-    batches = calibration_batches(explainer, args.calibrate) if args.precision == "int8" else []
-    write_scoring_variant(args.model, args.output, args.precision, batches)
+    write_variant(args.model, args.output, args.precision, args.calibrate)
     say(f"wrote {args.output}: {args.precision} masked-pass graph of {args.model}; use it with "
           f"`explain --scoring-model {args.output}` (check its maps against float32 on your photos)")
+
+
+def zoo_names() -> list[str]:
+    """The models `export --zoo` builds: those the export package registers."""
+    return sorted({entry.name for entry in entry_points(group=ZOO_GROUP)})
+
+
+def zoo_name(text: str) -> str:
+    names = zoo_names()
+    if not names:
+        raise argparse.ArgumentTypeError("the zoo comes with the export package: pip install 'onnx_sise[export]'")
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)})")
+    return text
+
+
+def plugin(group: str, name: str, command: str) -> Callable[..., object]:
+    """The function entry point `name` of `group` names (the export package registers
+    them), loaded: the runtime never imports that package by name."""
+    found = [entry for entry in entry_points(group=group) if entry.name == name]
+    if not found:
+        raise SiseError(f"{command} comes with the export package: pip install 'onnx_sise[export]'")
+    try:
+        return found[0].load()
+    except ImportError as exc:
+        raise SiseError(f"{command} needs torch ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
 
 
 def printable(text: str) -> str:

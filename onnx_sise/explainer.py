@@ -20,20 +20,19 @@ from typing import Union
 import numpy as np
 import onnxruntime as ort
 
-from . import core
-from .bound_scoring import BoundScoring
+from . import kernels
 from .cancel import Cancellation, CancelToken
 from .errors import ModelError, OptionError, PlainModelError, TargetError
-from .image_io import MAX_PIXELS
-from .image_sources import ImageSource, model_input
-from .methods import METHODS, Context, MethodOptions, checked
-from .methods.context import no_progress
-from .model_files import copied_session_options, providers_of
-from .model_info import ModelInfo
-from .prepare import Prepared, prepared_model
-from .progress import ProgressBar
-from .regular_files import text_path
-from .session import ExplainableModel
+from .files.reading import text_path
+from .images.decode import MAX_PIXELS
+from .images.sources import ImageSource, model_input
+from .methods import METHODS, Context, checked
+from .methods.sise.io_binding import IoBindingPipeline
+from .model.cache import Prepared, prepared_model
+from .model.files import copied_session_options, providers_of
+from .model.info import ModelInfo
+from .model.session import ExplainableModel
+from .progress import ProgressBar, no_progress
 
 ImageLike = ImageSource
 ModelSource = Union[str, os.PathLike, bytes]
@@ -41,7 +40,6 @@ DEFAULT_BATCH_SIZE = 32
 # One masked batch: onnxruntime's activations grow with it, several times the input's size.
 MAX_BATCH_SIZE = 1024
 MAX_BATCH_BYTES = 1 << 30  # batch_size x the model's float32 input
-BOUND_METHODS = ("sise", "ada-sise")
 log = logging.getLogger(__name__)
 
 
@@ -96,7 +94,7 @@ class Explainer:
         batch_size: masked inputs per forward pass; it bounds the memory of the masked
             passes (batch_size x the model's input), whatever the number of masks.
         prepare: a plain ONNX classifier is prepared into an explainable one (onnx and
-            onnxruntime only, onnx_sise.preparation) and cached in `cache_dir` (default
+            onnxruntime only, onnx_sise.model.preparation) and cached in `cache_dir` (default
             $ONNX_SISE_CACHE or ~/.cache/onnx_sise); `self.prepared` says which file and
             whether it came from the cache. This cache is the only file an Explainer writes.
         prefetch: make the next batch of masks in a worker thread while onnxruntime
@@ -193,7 +191,7 @@ class Explainer:
         """Explain the score of class `target` (default: the top-1) on `image` with
         `method` (one of onnx_sise.methods.METHODS). `image` is a path, encoded bytes, a PIL
         image, an (H, W, 3) uint8 RGB array or a preprocessed float tensor of the model's
-        input shape (see onnx_sise.image_sources). Options are the fields of MethodOptions
+        input shape (see onnx_sise.images.sources). Options are the fields of the methods' option records
         (mu, fusion, layer, rise_masks, seed, ...). `max_seconds` and `cancel` stop a long
         explanation with TimeLimitError / CancelledError at the next batch of masked passes."""
         targets = None if target is None else [target]
@@ -208,7 +206,7 @@ class Explainer:
         if not isinstance(progress, (bool, np.bool_)):
             raise OptionError(f"progress must be True or False, got {progress!r:.40}")
         stop = Cancellation.start(max_seconds, cancel)
-        opts = checked_options(method, options)
+        records = checked(method, options)
         started = time.perf_counter()
         x, photo_size = self.preprocess(image)
         scores = self.model.scores(x)
@@ -219,9 +217,9 @@ class Explainer:
         ctx = Context(model=self.model, image=x, targets=chosen,
                       batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
                       progress=bar if bar is not None else no_progress, prefetch=self.prefetch, cancellation=stop,
-                      bound=self._bound_scoring(x) if self.io_binding and method in BOUND_METHODS else None)
+                      io_binding=self._io_binding(x) if self.io_binding and METHODS[method].io_binding else None)
         try:
-            results = METHODS[method](ctx, opts)
+            results = METHODS[method].explain(ctx, *records)
         finally:
             if bar is not None:
                 bar.close()
@@ -236,9 +234,9 @@ class Explainer:
             seconds=seconds, passes=ctx.passes, details=r.details,
         ) for t, r in zip(chosen, results)]
 
-    def _bound_scoring(self, x: np.ndarray) -> BoundScoring:
+    def _io_binding(self, x: np.ndarray) -> IoBindingPipeline:
         largest = max(t.height * t.width for t in self.info.taps)
-        return BoundScoring(self.model, x, self.batch_size, largest, fixed_batch=self.fixed_batch)
+        return IoBindingPipeline(self.model, x, self.batch_size, largest, fixed_batch=self.fixed_batch)
 
     def _choose_targets(self, scores: np.ndarray, targets: Sequence[int] | None, top_k: int | None) -> list[int]:
         if targets is not None and top_k is not None:
@@ -319,17 +317,10 @@ def capped_threads(threads: object) -> int | None:
     return min(int(threads), cpus)
 
 
-def checked_options(method: str, options: dict[str, object]) -> MethodOptions:
-    """MethodOptions from keyword arguments, each checked against its domain."""
-    if not isinstance(method, str) or method not in METHODS:
-        raise OptionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    return checked(options)
-
-
 def _to_photo(saliency: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
     """Min-max normalised (AOP eq. 4) and resized to the photo; constant maps become 0.
     The photo-sized map is the only photo-sized array made, clipped in place."""
     unit = np.array(saliency, dtype=np.float32, copy=True)[None]
-    core.minmax_normalize(unit)
-    photo = core.upsample_bilinear(unit, *photo_size)[0]
+    kernels.minmax_normalize(unit)
+    photo = kernels.upsample_bilinear(unit, *photo_size)[0]
     return np.clip(photo, 0.0, 1.0, out=photo)

@@ -1,10 +1,18 @@
-"""A minimal progress bar on stderr, drawn only when stderr is a terminal."""
+"""Progress: the callback the methods report finished masks to, and a minimal bar on
+stderr that is one, drawn only when stderr is a terminal."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
+
+Progress = Callable[[int], None]
+
+
+def no_progress(n: int) -> None:
+    return None
 
 
 class ProgressBar:

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).parent / "onnx_sise" / "preparation"))
+sys.path.insert(0, str(Path(__file__).parent / "onnx_sise" / "model" / "preparation"))
 from foreign_models import SIZE, build, build_graph  # noqa: E402
 
 from onnx_sise.errors import (  # noqa: E402
@@ -144,7 +144,7 @@ def check_decoded(reference: Callable[[Any], np.ndarray], tolerance: float = 0.0
     """The decoded photo equals `reference(source)` (mean absolute difference <= tolerance)."""
 
     def check(explanation: Any, source: Any) -> None:
-        from onnx_sise.image_sources import rgb_of
+        from onnx_sise.images.sources import rgb_of
 
         decoded, expected = rgb_of(source), reference(source)
         assert decoded.shape == expected.shape and decoded.dtype == np.uint8

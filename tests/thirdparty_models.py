@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnx_sise.preparation.plain_model import InputOverrides
+from onnx_sise.model.preparation.plain_model import InputOverrides
 
 IMAGENET = dict(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 OPEN_NSFW = dict(color="BGR", scale=1.0, mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0))

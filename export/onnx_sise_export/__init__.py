@@ -1,9 +1,9 @@
 """The zoo and int8/fp16 variants: builds torch classifiers and exports them as
 explainable ONNX (torch.onnx.export of the forward graph, then the ONNX-native
-preparation of onnx_sise.preparation). Needs torch; the explain path (package
+preparation of onnx_sise.model.preparation). Needs torch; the explain path (package
 onnx_sise) never imports this package."""
 
-from onnx_sise.model_info import ModelInfo
+from onnx_sise.model.info import ModelInfo
 
 from .pipeline import ALPHA_TOLERANCE, GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE, export_explainable
 from .taps import TapSite, find_taps

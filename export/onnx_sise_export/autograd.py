@@ -1,7 +1,7 @@
 """torch autograd references for the zoo's export check: the block outputs and
 d(score . weights)/d(block outputs), and SIGCAM's mask objective (AOP eq. 6), computed
 eagerly by torch. The explainable ONNX itself is differentiated in ONNX
-(onnx_sise.preparation); these only check it."""
+(onnx_sise.model.preparation); these only check it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from onnx_sise.model_info import InputSpec
-from onnx_sise.preparation.compose import bilinear_matrix
+from onnx_sise.model.info import InputSpec
+from onnx_sise.model.preparation.compose import bilinear_matrix
 
 from .taps import TapCapture, TapSite
 

@@ -2,7 +2,7 @@
 
 torch.onnx.export writes the forward graph alone, with the taps (found by the module
 rule of taps.py) as extra outputs that name them; the same ONNX-native preparation as
-any plain file (onnx_sise.preparation) then builds the gradient graphs, and the written
+any plain file (onnx_sise.model.preparation) then builds the gradient graphs, and the written
 file is compared with eager torch autograd (float32, and float64 where float32 is the
 limit)."""
 
@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from onnx_sise.errors import ExportError
-from onnx_sise.model_info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo
-from onnx_sise.output_files import write_atomically
-from onnx_sise.preparation.build import MASK_BATCH, MASK_SIZE, explainable_model
-from onnx_sise.preparation.plain_model import InputOverrides
-from onnx_sise.preparation.subgraphs import set_metadata
+from onnx_sise.files.writing import write_atomically
+from onnx_sise.model.info import METADATA_KEY, OUTPUT_KINDS, InputSpec, ModelInfo
+from onnx_sise.model.preparation.build import MASK_BATCH, MASK_SIZE, explainable_model
+from onnx_sise.model.preparation.plain_model import InputOverrides
+from onnx_sise.model.preparation.subgraphs import set_metadata
 
 from .autograd import explanation_function, mask_objective, score_head
 from .taps import TapCapture, TapSite, find_taps, taps_from_names
@@ -112,7 +112,7 @@ def export_explainable(
 
     Taps are found by the block rule of `taps.find_taps`, or are the outputs of the
     modules named in `tap_modules`. The written file is compared with torch autograd with
-    the tolerances above (and, with `check` one of onnx_sise.preparation.CHECKS, also
+    the tolerances above (and, with `check` one of onnx_sise.model.preparation.CHECKS, also
     passes the ONNX-native check against central differences); the measured errors go
     into the metadata."""
     if output_kind not in OUTPUT_KINDS:

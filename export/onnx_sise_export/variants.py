@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from onnx_sise import core
+from onnx_sise import kernels
 from onnx_sise.errors import ExportError, ModelError
 from onnx_sise.explainer import Explainer, ImageLike
-from onnx_sise.model_info import METADATA_KEY, ModelInfo
-from onnx_sise.output_files import write_atomically
-from onnx_sise.preparation.subgraphs import set_metadata
-from onnx_sise.session import VARIANT_KEY
+from onnx_sise.files.writing import write_atomically
+from onnx_sise.model.info import METADATA_KEY, ModelInfo
+from onnx_sise.model.preparation.subgraphs import set_metadata
+from onnx_sise.model.session import VARIANT_KEY
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -78,7 +78,7 @@ def calibration_batches(explainer: Explainer, photos: Sequence[ImageLike], masks
         x, _ = explainer.preprocess(photo)
         spec = explainer.info.input
         grid = rng.uniform(size=(masks_per_photo, cells, cells)).astype(np.float32)
-        masks = core.upsample_bilinear(grid, spec.height, spec.width)
+        masks = kernels.upsample_bilinear(grid, spec.height, spec.width)
         batches.append(x[None] * (masks[:, None] if spec.layout == "NCHW" else masks[..., None]))
     return batches
 

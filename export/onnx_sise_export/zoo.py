@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from onnx_sise.errors import ExportError
-from onnx_sise.model_info import InputSpec
+from onnx_sise.model.info import InputSpec
 
 from .architectures import VGG16, ResNet50
 
@@ -24,7 +24,6 @@ IMAGENET_MEAN_STD = InputSpec(height=224, width=224, scale=1 / 255, mean=(0.485,
 class ZooEntry:
     build: Callable[[], nn.Module]
     input: InputSpec
-    pretrained: bool
 
 
 def imagenet_labels() -> tuple[str, ...]:
@@ -72,10 +71,10 @@ def _seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
 ZOO: dict[str, ZooEntry] = {
     # The weights were trained on (x - 127) / 128 of RGB 0..255 (DESIGN.md section 6).
     "efficientnet-lite0": ZooEntry(
-        _efficientnet_lite0, InputSpec(height=224, width=224, mean=(127.0,) * 3, std=(128.0,) * 3), True
+        _efficientnet_lite0, InputSpec(height=224, width=224, mean=(127.0,) * 3, std=(128.0,) * 3)
     ),
-    "resnet50": ZooEntry(_seeded(ResNet50), IMAGENET_MEAN_STD, False),
-    "vgg16": ZooEntry(_seeded(VGG16), IMAGENET_MEAN_STD, False),
+    "resnet50": ZooEntry(_seeded(ResNet50), IMAGENET_MEAN_STD),
+    "vgg16": ZooEntry(_seeded(VGG16), IMAGENET_MEAN_STD),
 }
 
 

@@ -14,13 +14,24 @@ that higher derivatives are powers of g = dy_c/dA):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import OptionError
 from .context import Context
+from .options import layer_option
+from .registry import Method, register
 from .result import MethodResult
 
 CAM_METHODS = ("gradcam", "gradcam++", "wgradcam")
+
+
+@dataclass(frozen=True)
+class CamOptions:
+    """layer: the tap the map is made at, e.g. "block3" (default: the deepest)."""
+
+    layer: str | None = layer_option()
 
 
 def cam_weights(activations: np.ndarray, gradients: np.ndarray, method: str) -> np.ndarray:
@@ -50,7 +61,7 @@ def explain_cam(ctx: Context, method: str, layer: str | None = None) -> list[Met
     index = tap_index(ctx, layer)
     results = []
     for target in ctx.targets:
-        feat = ctx.features(target, "logit")[index]
+        feat = ctx.logit_features(target)[index]
         cam = class_activation_map(feat.activations, feat.gradients, method)
         results.append(MethodResult(saliency=cam, block_maps={taps[index].name: cam},
                                     details={"layer": taps[index].name}))
@@ -65,3 +76,10 @@ def tap_index(ctx: Context, layer: str | None) -> int:
     if layer not in names:
         raise OptionError(f"layer {layer!r} is not a tap of this model: choose one of {', '.join(names)}")
     return names.index(layer)
+
+
+for _name, _summary in (("gradcam", "Grad-CAM: feature maps weighted by their mean gradient (AOP eq. 1, 3)"),
+                        ("gradcam++", "Grad-CAM++: pixel-wise weights of positive gradients (its eq. 19)"),
+                        ("wgradcam", "WGradCAM: feature maps weighted by gradient x activation (AOP eq. 2-3)")):
+    register(Method(_name, (lambda name: lambda ctx, o: explain_cam(ctx, name, o.layer))(_name), (CamOptions,),
+                    _summary, "AOP/SIGCAM, AAAI 2021, eq. 1-4; Grad-CAM++, WACV 2018"))

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import core
-from ..session import MaskGradient
+from .. import kernels
+from ..model.session import MaskGradient
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -86,7 +86,7 @@ def tv_term(mask: np.ndarray, beta: float = 2.0) -> tuple[float, np.ndarray]:
 def perturbed(image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, layout: str) -> np.ndarray:
     """Phi(I, up(M_b)) for masks (B, m, m): (B, ...) model inputs, upsampled as in the graph."""
     height, width = (image.shape[1], image.shape[2]) if layout == "NCHW" else (image.shape[0], image.shape[1])
-    up = core.upsample_bilinear(masks, height, width)
+    up = kernels.upsample_bilinear(masks, height, width)
     up = up[:, None] if layout == "NCHW" else up[..., None]
     return (image[None] * up + baseline[None] * (1 - up)).astype(np.float32)
 

@@ -11,13 +11,29 @@ weights are already normalised across classes); S = ReLU(sum_k w_k A_k) at the t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import core
-from .cam import tap_index
-from .context import Context, attribution_masks
+from .. import kernels
+from .cam import CamOptions, tap_index
+from .context import Context
+from .options import RISE, Domain, option, seed_option
+from .registry import Method, register
 from .result import MethodResult
+from .sise.masks import attribution_masks
+
+
+@dataclass(frozen=True)
+class RiseOptions:
+    """rise_masks: N, the mask count; rise_cells: s, grid cells per side; rise_p: the
+    probability of keeping a cell; seed: of the masks (reproducible)."""
+
+    rise_masks: int = option(2000, Domain("int", 1, 100_000, group=RISE, help="RISE mask count"))
+    rise_cells: int = option(7, Domain("int", 1, 64, group=RISE, help="RISE grid cells per side"))
+    rise_p: float = option(0.5, Domain("real", 0, 1, low_open=True, group=RISE,
+                                       help="RISE probability of keeping a cell"))
+    seed: int = seed_option()
 
 
 def rise_masks(count: int, size: tuple[int, int], step: int, cells: int = 7, p: float = 0.5,
@@ -31,7 +47,7 @@ def rise_masks(count: int, size: tuple[int, int], step: int, cells: int = 7, p: 
         n = min(step, count - start)
         grids = (rng.random((n, cells, cells)) < p).astype(np.float32)
         shifts = rng.integers(0, [cell_h, cell_w], size=(n, 2))
-        upsampled = core.upsample_bilinear(grids, up_h, up_w)
+        upsampled = kernels.upsample_bilinear(grids, up_h, up_w)
         masks = np.stack([upsampled[i, y:y + height, x:x + width] for i, (y, x) in enumerate(shifts)])
         yield np.ascontiguousarray(masks), None
 
@@ -50,7 +66,7 @@ def explain_rise(ctx: Context, masks: int = 2000, cells: int = 7, p: float = 0.5
 def explain_score_cam(ctx: Context, layer: str | None = None) -> list[MethodResult]:
     taps = ctx.model.info.taps
     index = tap_index(ctx, layer)
-    activations = ctx.features(ctx.targets[0], "score")[index].activations
+    activations = ctx.score_features(ctx.targets[0])[index].activations
     weights = np.zeros((len(ctx.targets), activations.shape[0]), dtype=np.float64)
     chunks = attribution_masks(activations, np.arange(activations.shape[0]), ctx.size, ctx.batch.shape[0],
                                ctx.progress)
@@ -64,3 +80,9 @@ def explain_score_cam(ctx: Context, layer: str | None = None) -> list[MethodResu
         results.append(MethodResult(saliency=cam, block_maps={taps[index].name: cam},
                                     masks_used={taps[index].name: used}, details={"layer": taps[index].name}))
     return results
+
+
+register(Method("rise", lambda ctx, o: explain_rise(ctx, o.rise_masks, o.rise_cells, o.rise_p, o.seed), (RiseOptions,),
+                "RISE: random coarse masks weighted by the score they keep", "RISE, BMVC 2018"))
+register(Method("score-cam", lambda ctx, o: explain_score_cam(ctx, o.layer), (CamOptions,),
+                "Score-CAM: feature maps weighted by the score of the input they mask", "Score-CAM, CVPR-W 2020"))

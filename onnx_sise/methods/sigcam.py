@@ -16,14 +16,18 @@ base="none" starts I-GOS from the all-ones mask (plain I-GOS, for comparison).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .. import core
-from ..metrics import blurred
-from ..session import MaskGradient
+from .. import kernels
+from ..images.blur import blurred
+from ..model.session import MaskGradient
 from .cam import CAM_METHODS, class_activation_map, tap_index
 from .context import Context
 from .igos import IgosSettings, optimise_mask, perturbed
+from .options import SIGCAM, Domain, layer_option, option, seed_option
+from .registry import Method, register
 from .result import MethodResult
 
 AOP_BASES = (*CAM_METHODS, "none")
@@ -34,12 +38,46 @@ WARMUP_BLUR = (11, 5.0)
 PAPER_SETTINGS = IgosSettings()
 
 
+@dataclass(frozen=True)
+class SigcamOptions:
+    """sigcam_base: the CAM map of the base mask (wgradcam for SIGCAM, gradcam or
+    gradcam++ for other AOP instances, none for plain I-GOS), at `layer`; sigcam_theta,
+    sigcam_lambda: eq. 5 (ImageNet values); sigcam_iterations, sigcam_warmup (iterations
+    against the light blur), sigcam_steps (integration points), sigcam_l1, sigcam_tv:
+    eq. 6 and I-GOS; sigcam_noise: std of the integration noise in units of the 0..1
+    pixel range; seed: of that noise."""
+
+    sigcam_base: str = option("wgradcam", Domain("str", choices=AOP_BASES, group=SIGCAM,
+                                                 help="activation map of the base mask; none = plain I-GOS"))
+    layer: str | None = layer_option()
+    sigcam_theta: float = option(0.7, Domain("real", 0, 1, meaning=" (AOP eq. 5)", group=SIGCAM,
+                                             help="eq. 5 filter threshold"))
+    sigcam_lambda: float = option(0.15, Domain("real", 0, 1, meaning=" (AOP eq. 5)", group=SIGCAM,
+                                               help="eq. 5 modulating factor"))
+    sigcam_iterations: int = option(PAPER_SETTINGS.iterations, Domain("int", 1, 1000, group=SIGCAM,
+                                                                      help="I-GOS iterations"))
+    sigcam_warmup: int = option(PAPER_SETTINGS.warmup, Domain("int", 0, 1000, group=SIGCAM,
+                                                              help="first iterations against a light blur"))
+    sigcam_steps: int = option(PAPER_SETTINGS.integration_steps, Domain("int", 1, 10_000, group=SIGCAM,
+                                                                        help="integrated-gradient points"))
+    sigcam_l1: float = option(PAPER_SETTINGS.l1, Domain("real", 0, 1e6, group=SIGCAM, help="eq. 6 L1 weight"))
+    sigcam_tv: float = option(PAPER_SETTINGS.tv, Domain("real", 0, 1e6, group=SIGCAM,
+                                                        help="eq. 6 total-variation weight"))
+    sigcam_noise: float = option(DEFAULT_NOISE, Domain("real", 0, 10, group=SIGCAM,
+                                                       help="integration noise std, fraction of the pixel range"))
+    seed: int = seed_option()
+
+    def igos(self) -> IgosSettings:
+        return IgosSettings(iterations=self.sigcam_iterations, integration_steps=self.sigcam_steps, l1=self.sigcam_l1,
+                            tv=self.sigcam_tv, warmup=self.sigcam_warmup)
+
+
 def base_mask(cam: np.ndarray, theta: float, lam: float, mask_size: int) -> np.ndarray:
     """M0 = 1 - up(lambda * filter(minmax(cam) < theta)) at (mask_size, mask_size), AOP eq. 4-5."""
     m = np.array(cam, dtype=np.float32)[None]
-    core.minmax_normalize(m)
+    kernels.minmax_normalize(m)
     filtered = np.where(m >= theta, lam * m, 0.0).astype(np.float32)
-    return 1.0 - core.upsample_bilinear(filtered, mask_size, mask_size)[0]
+    return 1.0 - kernels.upsample_bilinear(filtered, mask_size, mask_size)[0]
 
 
 def noise_sigma(ctx: Context, noise: float) -> np.ndarray | None:
@@ -67,7 +105,7 @@ def explain_sigcam(ctx: Context, base: str = "wgradcam", layer: str | None = Non
             cam = np.ones((taps[index].height, taps[index].width), np.float32)
             start = np.ones((gradient.mask_size, gradient.mask_size), np.float32)
         else:
-            feat = ctx.features(target, "logit")[index]
+            feat = ctx.logit_features(target)[index]
             cam = class_activation_map(feat.activations, feat.gradients, base)
             start = base_mask(cam, theta, lam, gradient.mask_size)
         onehot = np.zeros(ctx.model.info.num_classes, np.float32)
@@ -82,7 +120,7 @@ def explain_sigcam(ctx: Context, base: str = "wgradcam", layer: str | None = Non
         ctx.passes += trace.forward_passes + trace.gradient_rows
         ctx.progress(settings.iterations)
         start_score = float(score(perturbed(ctx.image, baselines[1], start[None], layout))[0])
-        saliency = 1.0 - core.upsample_bilinear(mask[None], height, width)[0]
+        saliency = 1.0 - kernels.upsample_bilinear(mask[None], height, width)[0]
         results.append(MethodResult(
             saliency=saliency, block_maps={taps[index].name: cam, "mask": mask},
             masks_used={"line_search": trace.forward_passes + 1, "integrated_gradient": trace.gradient_rows},
@@ -90,3 +128,8 @@ def explain_sigcam(ctx: Context, base: str = "wgradcam", layer: str | None = Non
                      "score_base_mask": round(start_score, 6), "score_optimised_mask": round(trace.scores[-1], 6),
                      "kept_fraction": round(float(mask.mean()), 4)}))
     return results
+
+
+register(Method("sigcam", lambda ctx, o: explain_sigcam(ctx, o.sigcam_base, o.layer, o.sigcam_theta, o.sigcam_lambda,
+                                                        o.igos(), o.sigcam_noise, o.seed), (SigcamOptions,),
+                "SIGCAM: a WGradCAM base mask optimised by I-GOS (the AOP framework)", "AOP/SIGCAM, AAAI 2021, eq. 2-6"))

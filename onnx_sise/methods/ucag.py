@@ -20,9 +20,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import core
+from .. import kernels
 from .context import Context
+from .options import UCAG, Domain, option
+from .registry import METHODS, Method, register
 from .result import MethodResult
+
+
+@dataclass(frozen=True)
+class UcagOptions:
+    """ucag_n: n of eq. 1, n x n overlapping patches; ucag_rho: rho of eq. 1, the patch
+    size as a fraction of the image size."""
+
+    ucag_n: int = option(6, Domain("int", 2, 32, meaning=" (n x n overlapping patches)", group=UCAG,
+                                   help="n x n patches"))
+    ucag_rho: float = option(0.555, Domain("real", 0, 1, low_open=True, meaning=" (patch size / image size)",
+                                           group=UCAG, help="patch size / image size"))
 
 
 @dataclass(frozen=True)
@@ -93,13 +106,14 @@ def unfold(image: np.ndarray, grid: PatchGrid, layout: str, corners: list[tuple[
     ph, pw = grid.patch
     at = grid.corners if corners is None else corners
     crops = np.stack([chw[:, y:y + ph, x:x + pw] for y, x in at]).reshape(-1, ph, pw)
-    patches = core.upsample_bilinear(crops, *grid.size).reshape(-1, channels, *grid.size)
+    patches = kernels.upsample_bilinear(crops, *grid.size).reshape(-1, channels, *grid.size)
     return np.ascontiguousarray(patches if layout == "NCHW" else patches.transpose(0, 2, 3, 1))
 
 
-def explain_ucag(ctx: Context, base: Callable[[Context, object], list[MethodResult]], options: object,
+def explain_ucag(ctx: Context, base: Callable[..., list[MethodResult]], options: tuple[object, ...],
                  n: int = 6, rho: float = 0.555) -> list[MethodResult]:
-    """Patches are made a batch at a time and folded in as they are explained (memory
+    """The base method's `explain` run on each patch with its option records `options`.
+    Patches are made a batch at a time and folded in as they are explained (memory
     does not grow with n); the cancellation is checked before every patch."""
     layout = ctx.model.info.input.layout
     grid = patch_grid(ctx.size, n, rho)
@@ -121,9 +135,9 @@ def explain_ucag(ctx: Context, base: Callable[[Context, object], list[MethodResu
             ctx.cancellation.check(ctx.passes)
             sub = Context(model=ctx.model, image=patch, targets=ctx.targets, batch=ctx.batch, progress=ctx.progress,
                           prefetch=ctx.prefetch, cancellation=ctx.cancellation)
-            for t, result in enumerate(base(sub, options)):
+            for t, result in enumerate(base(sub, *options)):
                 raw = np.asarray(result.saliency, dtype=np.float32)
-                place(folded[t], core.upsample_bilinear((raw * weight[t])[None], ph, pw)[0], (y, x))
+                place(folded[t], kernels.upsample_bilinear((raw * weight[t])[None], ph, pw)[0], (y, x))
                 for name, count in result.masks_used.items():
                     used[t][name] = used[t].get(name, 0) + count
             ctx.passes += sub.passes
@@ -133,3 +147,17 @@ def explain_ucag(ctx: Context, base: Callable[[Context, object], list[MethodResu
                                   "alpha": round(ctx.size[0] / ph, 3),
                                   "patch_scores": [round(float(s), 6) for s in scores[:, t]]})
             for t in range(targets)]
+
+
+def refined(base: Method) -> Method:
+    """ucag-<base>: `base` refined by UCAG, with the options of both."""
+    def explain(ctx: Context, ucag: UcagOptions, *options: object) -> list[MethodResult]:
+        return explain_ucag(ctx, base.explain, options, ucag.ucag_n, ucag.ucag_rho)
+
+    return Method(f"ucag-{base.name}", explain, (UcagOptions, *base.options), f"{base.summary}, refined by UCAG",
+                  f"{base.paper}; UCAG, arXiv 2312.14201")
+
+
+UCAG_BASES = tuple(METHODS)  # the methods registered before this module: every one of them refined
+for _base in UCAG_BASES:
+    register(refined(METHODS[_base]))

@@ -12,7 +12,7 @@ from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients
 
 from onnx_sise import Explainer
 from onnx_sise.errors import ExportError
-from onnx_sise.model_info import InputSpec
+from onnx_sise.model.info import InputSpec
 from onnx_sise_export import (
     ALPHA_TOLERANCE,
     GRADIENT_L2_TOLERANCE,

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from onnx_sise import Explainer, ModelError
+from onnx_sise.images.blur import blurred
 from onnx_sise.methods.igos import perturbed
-from onnx_sise.metrics import blurred
-from onnx_sise.preparation.compose import bilinear_matrix
-from onnx_sise.session import MaskGradient
+from onnx_sise.model.preparation.compose import bilinear_matrix
+from onnx_sise.model.session import MaskGradient
 from onnx_sise_export import GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from onnx_sise.errors import ExportError
-from onnx_sise.model_info import InputSpec
+from onnx_sise.model.info import InputSpec
 from onnx_sise_export import export_explainable
 
 

@@ -16,8 +16,8 @@ import pytest
 from bad_inputs import CASES, Case
 
 from onnx_sise import Explainer, SiseError
-from onnx_sise.image_sources import rgb_of
-from onnx_sise.overlay import write_outputs
+from onnx_sise.images.overlay import write_outputs
+from onnx_sise.images.sources import rgb_of
 
 CLI_CASES = [c for c in CASES if c.cli is not None]
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "preparation"))
+sys.path.insert(0, str(Path(__file__).parent / "model" / "preparation"))
 
 # Runs the CLI with torch and the exporter blocked: `import torch` raises ImportError.
 NO_TORCH = ("import sys; sys.modules['torch'] = None; sys.modules['onnx_sise_export'] = None; "
@@ -115,7 +115,7 @@ def test_plain_onnx_without_metadata(tmp_path: Path, photos: Path, out_dir: Path
 
 
 def test_plain_onnx_is_prepared_and_explained_without_torch(tmp_path: Path, photos: Path, out_dir: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parent / "preparation"))
+    sys.path.insert(0, str(Path(__file__).parent / "model" / "preparation"))
     from foreign_models import build
 
     model = build(tmp_path / "plain.onnx", layout="NHWC", softmax=True, opset=13, head="dynamic_reshape")
@@ -157,11 +157,31 @@ def test_target_and_top_k_together_are_refused(lite0_path: Path, photos: Path, o
     _assert_refused(done, "not both", out_dir)
 
 
-def test_method_names_are_the_registry() -> None:
-    from onnx_sise.cli import METHOD_NAMES
+def test_methods_and_metrics_come_from_their_registries() -> None:
+    from onnx_sise.cli import build_parser
+    from onnx_sise.evaluation import METRICS
     from onnx_sise.methods import METHODS
 
-    assert METHOD_NAMES == tuple(METHODS)
+    explain = build_parser().parse_args(["explain", "m.onnx", "x.png"])
+    evaluate = build_parser().parse_args(["evaluate", "m.onnx", "--images", "i", "--annotations", "a"])
+    assert explain.method == "sise" and evaluate.metrics == list(METRICS)
+    for name in METHODS:
+        assert build_parser().parse_args(["explain", "m.onnx", "x.png", "--method", name]).method == name
+    everything = ["evaluate", "m.onnx", "--images", "i", "--annotations", "a"]
+    parsed = build_parser().parse_args([*everything, "--methods", ",".join(METHODS), "--metrics", ",".join(METRICS)])
+    assert parsed.methods == list(METHODS) and parsed.metrics == list(METRICS)
+
+
+def test_the_zoo_is_what_the_export_package_registers() -> None:
+    """`export --zoo` takes the models the export package's entry points name, which are
+    its ZOO; the runtime finds them without importing that package."""
+    from onnx_sise_export import ZOO
+
+    from onnx_sise.cli import build_parser, zoo_names
+
+    assert zoo_names() == sorted(ZOO)
+    for name in ZOO:
+        assert build_parser().parse_args(["export", "--zoo", name, "-o", "x.sise.onnx"]).zoo == name
 
 
 def test_refine_ucag_from_the_shell_without_torch(lite0_path: Path, photos: Path, tmp_path: Path, out_dir: Path) -> None:
@@ -295,7 +315,7 @@ def hostile_labels_model(lite0_path: Path, tmp_path_factory: pytest.TempPathFact
     """Lite0 whose label of class 967 moves the cursor, clears the screen and fakes a line."""
     import onnx
 
-    from onnx_sise.model_info import METADATA_KEY
+    from onnx_sise.model.info import METADATA_KEY
 
     model = onnx.load(str(lite0_path))
     prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
@@ -358,7 +378,7 @@ def test_fault_stdout_closed_full_or_broken_is_one_line(redirect: str, code: int
 
 def test_bad_input_export_and_evaluate_refuse_to_write_over_their_input(lite0_path: Path, photos: Path,
                                                                         tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parent / "preparation"))
+    sys.path.insert(0, str(Path(__file__).parent / "model" / "preparation"))
     from foreign_models import build
 
     model = build(tmp_path / "plain.onnx", layout="NCHW")
@@ -440,19 +460,24 @@ def test_bad_input_export_options_against_the_model(flags: tuple[str, ...], frag
 
 
 def test_every_method_option_has_one_flag_from_its_domain() -> None:
-    """Each MethodOptions field is reachable from the command line, with the API's default
-    and checks: a value inside its domain parses to itself and passes the API's check."""
+    """Each option of every registered method is reachable from the command line, with the
+    API's default and checks: a value inside its domain parses to itself and gives every
+    method that reads it the same option records as the API."""
     from dataclasses import fields
 
     from onnx_sise.cli import build_parser, method_options
-    from onnx_sise.methods import MethodOptions, checked
+    from onnx_sise.methods import METHODS, checked, option_fields
+    from onnx_sise.methods.options import domain_of
 
+    declared = {f.name: f.default for m in METHODS.values() for record in m.options for f in fields(record)}
     inside = {"int": "3", "real": "0.25"}
     for command in (["explain", "m.onnx", "x.png"], ["evaluate", "m.onnx", "--images", "i", "--annotations", "a"]):
         defaults = method_options(build_parser().parse_args(command))
-        assert defaults == {f.name: f.default for f in fields(MethodOptions)}
-        for option in fields(MethodOptions):
-            domain = option.metadata["domain"]
+        assert defaults == declared == {name: f.default for name, f in option_fields().items()}
+        for name, option in option_fields().items():
+            domain = domain_of(option)
             value = domain.choices[-1] if domain.choices else inside.get(domain.kind, "block1")
-            parsed = method_options(build_parser().parse_args([*command, f"--{option.name.replace('_', '-')}", value]))
-            assert str(parsed[option.name]) == value and checked(parsed) == checked({option.name: parsed[option.name]})
+            parsed = method_options(build_parser().parse_args([*command, f"--{name.replace('_', '-')}", value]))
+            assert str(parsed[name]) == value
+            for method in METHODS:
+                assert checked(method, parsed) == checked(method, {name: parsed[name]})

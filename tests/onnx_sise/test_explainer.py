@@ -12,7 +12,7 @@ import pytest
 
 from onnx_sise import Explainer, ImageError, OptionError, TargetError
 from onnx_sise.methods.context import Context
-from onnx_sise.methods.sise import block_maps, select_positive
+from onnx_sise.methods.sise.method import block_maps, select_positive
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def explainer(lite0_path: Path) -> Explainer:
 
 
 def test_explain_returns_the_documented_fields(explainer: Explainer, photos: Path) -> None:
-    from onnx_sise.image_io import read_rgb
+    from onnx_sise.images.decode import read_rgb
 
     rgb = read_rgb(photos / "chelsea.png")
     result = explainer.explain(rgb, mu=0.5)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from onnx_sise.overlay import overlay
+from onnx_sise.images.overlay import overlay
 
 SIZE = (4000, 6000)  # a photo whose map (96 MB) takes a while to write
 MAP_BYTES = 128 + 4 * SIZE[0] * SIZE[1]  # the .npy header and float32 pixels

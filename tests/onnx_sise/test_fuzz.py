@@ -27,11 +27,11 @@ from PIL import Image
 
 from onnx_sise import Explainer, ImageError, ModelError, OptionError, SiseError
 from onnx_sise.cli import UsageError, build_parser, class_ids, size_pair, triple
-from onnx_sise.explainer import checked_options
-from onnx_sise.image_io import decode_rgb
-from onnx_sise.image_sources import model_input
-from onnx_sise.model_files import MalformedModel, external_data_locations
-from onnx_sise.model_info import InputSpec, ModelInfo, Tap
+from onnx_sise.images.decode import decode_rgb
+from onnx_sise.images.sources import model_input
+from onnx_sise.methods import checked
+from onnx_sise.model.files import MalformedModel, external_data_locations
+from onnx_sise.model.info import InputSpec, ModelInfo, Tap
 
 EXAMPLES = int(os.environ.get("ONNX_SISE_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -231,11 +231,13 @@ ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st
        st.sampled_from(["sise", "ada-sise", "gradcam", "rise", "score-cam", "lime", ""]))
 def test_method_options_are_checked(options: dict, method: str) -> None:
     try:
-        opts = checked_options(method, options)
+        records = checked(method, options)
     except OptionError as exc:
         assert "\n" not in str(exc)
         return
-    assert opts.mu >= 0 and opts.rise_masks >= 1 and 0 < opts.rise_p <= 1
+    for record in records:
+        assert getattr(record, "mu", 0) >= 0 and getattr(record, "rise_masks", 1) >= 1
+        assert 0 < getattr(record, "rise_p", 1) <= 1
 
 
 @FUZZ

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from onnx_sise import CancelledError, CancelToken, Explainer, TimeLimitError
-from onnx_sise.image_io import read_rgb
+from onnx_sise.images.decode import read_rgb
 
 # Calls of the memory-growth test; raise it for a soak run (README, "Running for weeks").
 SOAK_CALLS = int(os.environ.get("ONNX_SISE_SOAK_CALLS", "200"))

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from onnx_sise import Explainer, OptionError
+from onnx_sise.images.blur import blurred
 from onnx_sise.methods.igos import IgosSettings, l1_term, optimise_mask, tv_term
 from onnx_sise.methods.sigcam import MAIN_BLUR, base_mask
-from onnx_sise.metrics import blurred
-from onnx_sise.session import MaskGradient
+from onnx_sise.model.session import MaskGradient
 
 
 def test_base_mask_filters_below_theta_and_scales_by_lambda() -> None:

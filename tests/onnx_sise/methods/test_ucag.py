@@ -83,11 +83,10 @@ def _reference_ucag_gradcam(explainer: Explainer, x: np.ndarray, target: int, n:
 def test_ucag_gradcam_matches_the_numpy_reference(lite0_path: Path, photos: Path) -> None:
     explainer = Explainer(lite0_path)
     x, _ = explainer.preprocess(photos / "coffee.png")
-    from onnx_sise.methods import METHODS, Context, MethodOptions
+    from onnx_sise.methods import METHODS, Context, checked
 
     ctx = Context(model=explainer.model, image=x, targets=[967], batch=np.empty((8, *x.shape), np.float32))
-    options = MethodOptions(ucag_n=3)
-    (result,) = METHODS["ucag-gradcam"](ctx, options)
+    (result,) = METHODS["ucag-gradcam"].explain(ctx, *checked("ucag-gradcam", {"ucag_n": 3}))
     expected = _reference_ucag_gradcam(explainer, x, 967, 3, 0.555)
     assert result.saliency.shape == (224, 224)
     np.testing.assert_allclose(result.saliency, expected, rtol=1e-3, atol=1e-4 * expected.max())

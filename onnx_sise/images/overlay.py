@@ -1,0 +1,119 @@
+"""Heat-map overlays and the files `explain` writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import OutputError
+from ..files.writing import check_output_name, identities, refuse_overwriting, replace_together
+
+# Stands for the class id in a top-k output name before the classes are known.
+CLASS_ID_PLACEHOLDER = "<class>"
+
+
+def overlay(rgb: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The photo (H, W, 3) uint8 RGB blended with a JET colouring of saliency (H, W) in [0, 1]."""
+    heat = cv2.applyColorMap(np.round(saliency * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OutputError("PNG encoding failed")
+    return encoded.tobytes()
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def output_paths(image_path: Path, out_dir: Path | None, suffix: str) -> tuple[Path, Path]:
+    """(overlay PNG, raw map .npy) for an image: `<stem>.<suffix>.png` / `.npy`, where the
+    suffix is the method, or `<method>.<class id>` when an image has several results."""
+    directory = out_dir if out_dir is not None else image_path.parent
+    return directory / f"{image_path.stem}.{suffix}.png", directory / f"{image_path.stem}.{suffix}.npy"
+
+
+def result_suffix(method: str, target: int, results: int) -> str:
+    return method if results == 1 else f"{method}.{target}"
+
+
+def planned_suffixes(method: str, targets: Sequence[int] | None, top_k: int | None) -> list[str]:
+    """The suffix of every result an image will have; with top_k > 1 the class ids are
+    known only after scoring: the suffixes then hold CLASS_ID_PLACEHOLDER."""
+    if targets:
+        return [result_suffix(method, t, len(targets)) for t in targets]
+    if top_k is not None and top_k > 1:
+        return [f"{method}.{CLASS_ID_PLACEHOLDER}"]
+    return [method]
+
+
+def check_output_plan(images: Sequence[Path], out_dir: Path | None, suffixes: Sequence[str],
+                      inputs: Sequence[Path]) -> None:
+    """Refuse, before any work, outputs that would replace one another (two images with one
+    stem into one folder, a class given twice), replace an input of the run (the same file
+    under any name, hard links too) or have a name no file system accepts."""
+    owners: dict[Path, int] = {}
+    protected = identities(inputs)
+    for number, image in enumerate(images):
+        for suffix in suffixes:
+            for path in output_paths(image, out_dir, suffix):
+                check_output_name(path)
+                _refuse_collision(path, images, number, owners)
+                _refuse_overwriting_input(path, suffix, protected)
+
+
+def _refuse_collision(path: Path, images: Sequence[Path], number: int, owners: dict[Path, int]) -> None:
+    """`owners` maps each output planned so far (in its real directory) to its image's index."""
+    where = Path(os.path.realpath(path.parent)) / path.name
+    if where not in owners:
+        owners[where] = number
+        return
+    first = images[owners[where]]
+    if owners[where] == number:
+        raise OutputError(f"{first} would get {path.name} twice: give each --target class once")
+    if _same_file(first, images[number]):
+        raise OutputError(f"{first} is given twice ({images[number]}): give each image once")
+    raise OutputError(f"{first} and {images[number]} would both be written to {path}: rename one of them, or "
+                      "explain them in separate runs with different --out folders")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a == b
+
+
+def _refuse_overwriting_input(path: Path, suffix: str, protected: set[tuple[int, int]]) -> None:
+    for candidate in [path] if CLASS_ID_PLACEHOLDER not in suffix else _top_k_candidates(path):
+        refuse_overwriting(candidate, protected)
+
+
+def _top_k_candidates(path: Path) -> list[Path]:
+    """The existing files a top-k output name `path` (holding CLASS_ID_PLACEHOLDER) may be."""
+    head, tail = path.name.split(CLASS_ID_PLACEHOLDER)
+    pattern = re.compile(re.escape(head) + r"\d+" + re.escape(tail))
+    try:
+        with os.scandir(path.parent) as entries:
+            return [path.parent / e.name for e in entries if e.name.startswith(head) and pattern.fullmatch(e.name)]
+    except OSError:
+        return []
+
+
+def write_outputs(rgb: np.ndarray, saliency: np.ndarray, png_path: Path, npy_path: Path) -> None:
+    """Both files or neither: the old pair stays whole until both new files are complete."""
+    png = encode_png(overlay(rgb, saliency))
+    npy = encode_npy(saliency.astype(np.float32))
+    replace_together({npy_path: npy, png_path: png})

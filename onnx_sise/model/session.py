@@ -1,0 +1,205 @@
+"""The explainable ONNX in onnxruntime: one session serves the gradient call (batch 1)
+and the batched masked forward passes (only `batch_scores` is computed for those)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import ModelError, PlainModelError
+from .files import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
+from .info import METADATA_KEY, ModelInfo, parse_object
+from .shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+VARIANT_KEY = "onnx_sise_scoring_variant"
+
+
+@dataclass(frozen=True)
+class BlockFeatures:
+    """Activations A (N, h, w) and gradients dPsi/dA (N, h, w) of one block, batch axis dropped."""
+
+    activations: np.ndarray
+    gradients: np.ndarray
+
+
+def custom_metadata(session: ort.InferenceSession, source: str) -> dict[str, str]:
+    """The model's metadata_props, refused in one line unless they are UTF-8 text."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        raise ModelError(f"{source} has metadata that is not UTF-8 text: export the model again") from None
+
+
+def run(session: ort.InferenceSession, names: list[str], feeds: dict[str, np.ndarray], source: str) -> list:
+    """session.run, an onnxruntime failure (a graph edited into one that cannot run) as one ModelError line."""
+    try:
+        return session.run(names, feeds)
+    except RUNTIME_ERRORS as exc:
+        raise ModelError(f"{source} failed in onnxruntime ({first_line(exc)}): export the model again") from None
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = QUIET_LOG_SEVERITY
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class ExplainableModel:
+    """An explainable ONNX loaded in onnxruntime, with its metadata validated.
+
+    `path` is the model file or its bytes. `options` and `providers` (as
+    onnxruntime takes them, names or (name, options) pairs) replace the ones made from
+    `provider` and `threads`. One session serves every thread: onnxruntime's run() is
+    thread-safe, and nothing here changes after construction. `scoring_model` is a copy
+    of the scoring sub-graph (fp32, fp16, int8) that runs the masked passes instead."""
+
+    def __init__(self, path: str | os.PathLike[str] | bytes, provider: str = "cpu", threads: int | None = None, *,
+                 options: ort.SessionOptions | None = None,
+                 providers: Sequence[str | tuple[str, dict]] | None = None,
+                 scoring_model: str | os.PathLike[str] | None = None, cuda_graph: bool = False) -> None:
+        in_memory = isinstance(path, (bytes, bytearray, memoryview))
+        self.path = None if in_memory else Path(path)
+        self.source = "the model bytes" if in_memory else str(self.path)
+        if providers is None:
+            if provider not in PROVIDERS:
+                raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+            if PROVIDERS[provider] not in ort.get_available_providers():
+                raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
+            providers = [PROVIDERS[provider]]
+        else:
+            first = providers[0] if providers else "CPUExecutionProvider"
+            provider = "cuda" if (first if isinstance(first, str) else first[0]) == PROVIDERS["cuda"] else "cpu"
+        self.options = options or session_options(threads)
+        self.providers = list(providers)
+        self.session = open_session(bytes(path) if in_memory else self.path, self.source, self.options, self.providers)
+        self.provider = provider
+        metadata = custom_metadata(self.session, self.source)
+        if METADATA_KEY not in metadata:
+            raise PlainModelError(
+                f"{self.source} is a plain ONNX model, not an explainable one: "
+                f"export it first with `python -m onnx_sise export` (see README)"
+            )
+        self.info = ModelInfo.from_json(metadata[METADATA_KEY])
+        self._check_outputs()
+        check_shapes(self.session, self.info, self.source)
+        self.scores(np.zeros(image_dims(self.info.input, None)[1:], np.float32))  # a graph that cannot run fails here
+        switch = self.info.graph.gradient_switch
+        self._gradient_switch = {switch: np.array(True)} if switch in self._feeds() else {}
+        self.scoring_session = self.session
+        self.scoring_precision = "fp32"
+        self.cuda_graph = False
+        if cuda_graph and (provider != "cuda" or scoring_model is None):
+            raise ModelError("CUDA graphs need provider='cuda' and a scoring model of the scoring sub-graph alone "
+                             "(onnx_sise_export.write_scoring_variant, precision fp32 or fp16)")
+        if scoring_model is not None:
+            self._load_scoring_variant(Path(scoring_model), threads, cuda_graph)
+
+    def _load_scoring_variant(self, path: Path, threads: int | None, cuda_graph: bool) -> None:
+        """A copy of the scoring sub-graph (onnx_sise_export.variants: fp32 for CUDA
+        graphs, fp16, int8) runs the masked passes; the gradient call stays in this session."""
+        providers = self.providers
+        if cuda_graph:
+            providers = [(PROVIDERS["cuda"], {"enable_cuda_graph": "1"})]
+        name = f"scoring model {path}"
+        session = open_session(path, name, self.options, providers)
+        raw = custom_metadata(session, name).get(VARIANT_KEY)
+        if raw is None:
+            raise ModelError(f"{path} is not a scoring variant: write one with onnx_sise_export.write_scoring_variant")
+        variant = parse_object(raw, "scoring variant metadata")
+        g = self.info.graph
+        if (variant.get("masked_batch"), variant.get("batch_scores"), variant.get("num_classes")) != (
+                g.masked_batch, g.batch_scores, self.info.num_classes) or isinstance(variant.get("num_classes"), bool):
+            raise ModelError(f"{path} is a scoring variant of another model: write it again from {self.source}")
+        check_scoring_shapes(session, self.info, name)
+        self.scoring_session = session
+        self.scoring_precision = str(variant.get("precision", "?"))[:16]
+        self.cuda_graph = cuda_graph
+
+    def _check_outputs(self) -> None:
+        present = {o.name for o in self.session.get_outputs()}
+        g = self.info.graph
+        wanted = [g.logits, g.scores, g.batch_scores]
+        wanted += [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
+        missing = [name for name in wanted if name not in present]
+        feeds = self._feeds()
+        missing += [name for name in (g.image, g.target_weights, g.logit_weights, g.masked_batch) if name not in feeds]
+        if missing:
+            raise ModelError(f"{self.source} lacks the tensors {', '.join(missing[:3])}: export the model again "
+                             "with this version of onnx_sise")
+
+    def _feeds(self) -> set[str]:
+        return {i.name for i in self.session.get_inputs()} | {i.name for i in self.session.get_overridable_initializers()}
+
+    def scores(self, image: np.ndarray) -> np.ndarray:
+        """Psi for every class, (classes,), of one preprocessed image without batch axis."""
+        g = self.info.graph
+        (scores,) = run(self.session, [g.batch_scores], {g.masked_batch: image[None]}, self.source)
+        expect_shape(scores, (1, self.info.num_classes), g.batch_scores, self.source)
+        return scores[0]
+
+    def block_features(self, image: np.ndarray, target_weights: np.ndarray,
+                       logit_weights: np.ndarray | None = None) -> list[BlockFeatures]:
+        """One gradient call: per tap, A and d(sum_c w_c Psi_c + sum_c u_c y_c)/dA, with
+        target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
+        g = self.info.graph
+        names = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
+        feeds = {g.image: image[None], g.target_weights: target_weights[None], **self._gradient_switch}
+        if logit_weights is not None:
+            feeds[g.logit_weights] = logit_weights[None]
+        outputs = run(self.session, names, feeds, self.source)
+        n = len(self.info.taps)
+        for tap, activations, gradients in zip(self.info.taps, outputs[:n], outputs[n:]):
+            expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
+            expect_shape(gradients, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
+        return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
+
+    def batch_scores(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""
+        g = self.info.graph
+        (scores,) = run(self.scoring_session, [g.batch_scores], {g.masked_batch: batch}, self.source)
+        expect_shape(scores, (batch.shape[0], self.info.num_classes), g.batch_scores, self.source)
+        return scores[:, list(classes)]
+
+
+class MaskGradient:
+    """The mask-gradient sub-graph of SIGCAM (AOP eq. 6) in the model's session: a fixed
+    batch of masks (batch, mask_size, mask_size) per call."""
+
+    def __init__(self, model: ExplainableModel) -> None:
+        g = model.info.graph
+        shapes = {i.name: i.shape for i in [*model.session.get_inputs(), *model.session.get_overridable_initializers()]}
+        present = {o.name for o in model.session.get_outputs()}
+        if g.masks not in shapes or g.mask_gradients not in present:
+            raise ModelError(f"{model.source} has no mask-gradient sub-graph (SIGCAM needs it): export the model again "
+                             "with this version of onnx_sise")
+        self.model = model
+        self.batch, self.mask_size = mask_geometry(model.session, model.info, model.source)
+
+    def __call__(self, image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, noise: np.ndarray | None,
+                 target_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores sum_c w_c Psi_c(I . up(M_b) + baseline . (1 - up(M_b)) + noise_b) (B,) and
+        their gradients with respect to the masks (B, m, m), for masks (B <= batch, m, m);
+        image and baseline without batch axis, noise (B, ...) or None."""
+        g = self.model.info.graph
+        count = masks.shape[0]
+        padded = np.zeros((self.batch, 1, self.mask_size, self.mask_size), np.float32)
+        padded[:count, 0] = masks
+        feeds = {g.mask_switch: np.array(True), g.mask_image: image[None], g.mask_baseline: baseline[None], g.masks: padded,
+                 g.mask_target_weights: target_weights[None].astype(np.float32)}
+        if noise is not None:
+            full = np.zeros((self.batch, *image.shape), np.float32)
+            full[:count] = noise
+            feeds[g.mask_noise] = full
+        scores, gradients = run(self.model.session, [g.mask_scores, g.mask_gradients], feeds, self.model.source)
+        expect_shape(scores, (self.batch,), g.mask_scores, self.model.source)
+        expect_shape(gradients, (self.batch, 1, self.mask_size, self.mask_size), g.mask_gradients, self.model.source)
+        return scores[:count], gradients[:count, 0]

@@ -1,0 +1,45 @@
+"""The package's move to sub-packages changed no map: every method on the zoo models
+gives, bit for bit, the map saved before the move (tests/saved_maps.py, at SAVED_AT)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from saved_maps import SAVED, cpu_name, maps_of
+
+from onnx_sise.methods import METHODS
+
+
+def saved_maps() -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    with np.load(SAVED) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    return arrays, json.loads(arrays.pop("meta").tobytes())
+
+
+def assert_same_maps(model: str, path: Path) -> None:
+    arrays, meta = saved_maps()
+    maps = maps_of(path, arrays["photo"])
+    assert set(maps) == set(METHODS)
+    exact = meta["cpu"] == cpu_name()  # onnxruntime's kernels differ by instruction set
+    for method, saliency in maps.items():
+        before = arrays[f"{model}/{method}"]
+        if exact:
+            assert np.array_equal(saliency, before), f"{model} {method}: max |diff| {np.abs(saliency - before).max()}"
+        else:
+            np.testing.assert_allclose(saliency, before, atol=1e-4, err_msg=f"{model} {method} on another CPU")
+
+
+def test_every_method_gives_the_saved_map_on_lite0(lite0_path: Path) -> None:
+    assert_same_maps("efficientnet-lite0", lite0_path)
+
+
+@pytest.mark.slow
+def test_every_method_gives_the_saved_map_on_resnet50(tmp_path: Path) -> None:
+    from onnx_sise_export import export_zoo
+
+    path = tmp_path / "resnet50.sise.onnx"
+    export_zoo("resnet50", str(path))
+    assert_same_maps("resnet50", path)
