@@ -27,7 +27,7 @@ import skimage
 
 import onnx_sise
 from onnx_sise import kernels
-from onnx_sise.methods.context import distinct_maps
+from onnx_sise.methods.sise.masks import distinct_maps
 from onnx_sise.methods.sise.method import average_gradients, select_positive
 from onnx_sise_export import calibration_batches, export_zoo, write_scoring_variant
 

@@ -56,7 +56,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_masks(explainer: Explainer
     x, _ = explainer.preprocess(photos / "coffee.png")
     ctx = Context(model=explainer.model, image=x, targets=[967],
                   batch=np.empty((16, *x.shape), np.float32))
-    deepest = ctx.features(967, "score")[-1]
+    deepest = ctx.score_features(967)[-1]
     flat = deepest.activations.reshape(deepest.activations.shape[0], -1)
     order = np.flatnonzero(flat.max(axis=1) > flat.min(axis=1))
     assert order.size >= 256

@@ -9,7 +9,7 @@ import pytest
 import reference
 
 from onnx_sise import Explainer
-from onnx_sise.methods.context import distinct_maps
+from onnx_sise.methods.sise.masks import distinct_maps
 from onnx_sise.methods.sise.method import adaptive_threshold, select_adaptive
 
 
