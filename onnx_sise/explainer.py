@@ -25,7 +25,8 @@ from .cancel import Cancellation, CancelToken
 from .errors import ModelError, OptionError, PlainModelError, TargetError
 from .files.reading import text_path
 from .images.decode import MAX_PIXELS
-from .images.sources import ImageSource, model_input
+from .images.model_input import model_input
+from .images.sources import ImageSource
 from .methods import METHODS, Context, checked
 from .methods.sise.io_binding import IoBindingPipeline
 from .model.cache import Prepared, prepared_model
@@ -191,7 +192,7 @@ class Explainer:
         """Explain the score of class `target` (default: the top-1) on `image` with
         `method` (one of onnx_sise.methods.METHODS). `image` is a path, encoded bytes, a PIL
         image, an (H, W, 3) uint8 RGB array or a preprocessed float tensor of the model's
-        input shape (see onnx_sise.images.sources). Options are the fields of the methods' option records
+        input shape (see onnx_sise.images.model_input). Options are the fields of the methods' option records
         (mu, fusion, layer, rise_masks, seed, ...). `max_seconds` and `cancel` stop a long
         explanation with TimeLimitError / CancelledError at the next batch of masked passes."""
         targets = None if target is None else [target]

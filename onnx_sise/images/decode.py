@@ -1,5 +1,6 @@
-"""Reading photos and turning them into the model's input tensor (results are written by
-output_files.py)."""
+"""Decoding: an encoded photo, a file or bytes, as (H, W, 3) uint8 RGB. Headers are
+checked against the pixel budget before any decoder allocates (`headers`, `png_checks`),
+16-bit samples are scaled to 8 bits and OpenCV's own warnings are kept off stderr."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import numpy as np
 
 from ..errors import ImageError
 from ..files.reading import read_regular
-from ..model.info import InputSpec
 from .headers import Header, HeaderError, read_header
 from .png_checks import checked_png
 
@@ -43,7 +43,7 @@ def decode_rgb(data: bytes | bytearray | memoryview | np.ndarray, name: str = "t
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Encoded image bytes (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM/PAM) as (H, W, 3) uint8
     RGB, with the conversions of read_rgb; `name` is how error messages call the image.
-    The header is read first (image_headers): other formats, untrustworthy headers and
+    The header is read first (headers.py): other formats, untrustworthy headers and
     any declared area over `max_pixels` are refused before a decoder allocates."""
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
     if buffer.size == 0:
@@ -110,16 +110,4 @@ def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
             _quiet_users -= 1
             if _quiet_users == 0:
                 cv2.utils.logging.setLogLevel(_saved_level)
-
-
-def to_model_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Resize the whole photo to the model's size (no crop) and apply
-    x = (pixel * scale - mean) / std; returns (C, H, W) or (H, W, C) float32, no batch axis."""
-    resized = cv2.resize(rgb, (spec.width, spec.height), interpolation=cv2.INTER_AREA
-                         if rgb.shape[0] > spec.height and rgb.shape[1] > spec.width else cv2.INTER_LINEAR)
-    if spec.color == "BGR":
-        resized = resized[..., ::-1]
-    x = resized.astype(np.float32) * np.float32(spec.scale)
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1) if spec.layout == "NCHW" else x)
 

@@ -1,51 +1,30 @@
-"""Everything `Explainer.explain` accepts as an image, turned into the model's input.
+"""Every photo `Explainer.explain` accepts, as (H, W, 3) uint8 RGB.
 
 - a path (str or os.PathLike) or encoded bytes (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM/PAM):
   the header is read and checked against max_pixels first, then decoded by
-  image_io.decode_rgb (EXIF rotation applied, grayscale/palette to RGB, alpha dropped,
+  decode.decode_rgb (EXIF rotation applied, grayscale/palette to RGB, alpha dropped,
   16-bit scaled to 8);
 - a PIL image: EXIF rotation applied, converted to RGB the same way (Pillow is not a
   dependency: any object from the PIL package is recognised by its module);
-- an (H, W, 3) uint8 RGB numpy array: a photo;
-- a float numpy array of the model's input shape, with or without a batch axis of 1:
-  an already preprocessed tensor, used as it is (the map then has the input's size).
+- an (H, W, 3) uint8 RGB numpy array: checked and used as it is.
 
-The photo is resized to the model's input once; the explainer keeps only the small
-tensor, never the photo, while the masked passes run.
+Float arrays are preprocessed tensors, not photos: model_input.py takes them.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
 
 from ..errors import ImageError
 from ..files.reading import text_path
-from ..model.info import InputSpec
-from .decode import MAX_PIXELS, decode_rgb, read_rgb, to_model_input
+from .decode import MAX_PIXELS, decode_rgb, read_rgb
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 FLOAT_KINDS = "f"
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """x: the model input without batch axis, float32; photo_size: (H, W) the map is returned at."""
-
-    x: np.ndarray
-    photo_size: tuple[int, int]
-
-
-def model_input(image: ImageSource, spec: InputSpec, max_pixels: int = MAX_PIXELS) -> ModelInput:
-    """The model input for any accepted image (see the module docstring)."""
-    if isinstance(image, np.ndarray) and image.dtype.kind in FLOAT_KINDS:
-        return ModelInput(preprocessed(image, spec), (spec.height, spec.width))
-    rgb = rgb_of(image, max_pixels)
-    return ModelInput(to_model_input(rgb, spec), (rgb.shape[0], rgb.shape[1]))
 
 
 def rgb_of(image: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -66,6 +45,7 @@ def rgb_of(image: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def checked_rgb(image: np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array within `max_pixels`, C-contiguous; anything else is refused."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         hint = " (float arrays are taken as preprocessed model inputs)" if image.dtype.kind in FLOAT_KINDS else ""
         raise ImageError(f"image array must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}{hint}")
@@ -75,22 +55,6 @@ def checked_rgb(image: np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"image array has {image.shape[1]} x {image.shape[0]} pixels, more than the limit of "
                          f"{max_pixels}: resize it first (or raise max_pixels)")
     return image if image.flags.c_contiguous else np.ascontiguousarray(image)
-
-
-def preprocessed(tensor: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """A float tensor already in the model's input space: (C, H, W) or (H, W, C) by the
-    model's layout, optionally with a leading batch axis of 1; finite values only."""
-    expected = (3, spec.height, spec.width) if spec.layout == "NCHW" else (spec.height, spec.width, 3)
-    shape = tensor.shape[1:] if tensor.ndim == 4 and tensor.shape[0] == 1 else tensor.shape
-    if tuple(shape) != expected:
-        raise ImageError(f"a float array is taken as a preprocessed model input and must have shape {expected} "
-                         f"({spec.layout}, optionally with a batch axis of 1), got {tensor.shape}; "
-                         "pass photos as (H, W, 3) uint8 RGB")
-    x = np.ascontiguousarray(tensor.reshape(expected), dtype=np.float32)
-    if not np.isfinite(x).all():
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        raise ImageError(f"the preprocessed input holds {bad} NaN or infinite values: check the preprocessing")
-    return x
 
 
 def pil_rgb(image: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:

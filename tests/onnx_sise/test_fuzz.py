@@ -28,7 +28,7 @@ from PIL import Image
 from onnx_sise import Explainer, ImageError, ModelError, OptionError, SiseError
 from onnx_sise.cli import UsageError, build_parser, class_ids, size_pair, triple
 from onnx_sise.images.decode import decode_rgb
-from onnx_sise.images.sources import model_input
+from onnx_sise.images.model_input import model_input
 from onnx_sise.methods import checked
 from onnx_sise.model.files import MalformedModel, external_data_locations
 from onnx_sise.model.info import InputSpec, ModelInfo, Tap

@@ -13,8 +13,7 @@ import pytest
 from bad_inputs import gif_bomb, png_chunk, png_with, tiff_bomb
 
 from onnx_sise.errors import ImageError
-from onnx_sise.images.decode import decode_rgb, read_rgb, to_model_input
-from onnx_sise.model.info import InputSpec
+from onnx_sise.images.decode import decode_rgb, read_rgb
 
 
 def test_read_rgb_gives_rgb_order(tmp_path: Path) -> None:
@@ -43,18 +42,6 @@ def test_bad_images_raise_image_error(tmp_path: Path, make, fragment: str) -> No
     make(path)
     with pytest.raises(ImageError, match=fragment):
         read_rgb(path)
-
-
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_preprocessing_resizes_whole_and_normalises(layout: str) -> None:
-    rgb = np.random.default_rng(0).integers(0, 256, size=(10, 20, 3), dtype=np.uint8)
-    spec = InputSpec(height=10, width=20, layout=layout, mean=(127.0,) * 3, std=(128.0,) * 3)
-    x = to_model_input(rgb, spec)
-    expected = (rgb.astype(np.float32) - 127) / 128
-    np.testing.assert_allclose(x, expected.transpose(2, 0, 1) if layout == "NCHW" else expected, rtol=1e-6)
-    bgr = to_model_input(rgb, InputSpec(height=10, width=20, color="BGR", scale=1 / 255))
-    np.testing.assert_allclose(bgr[0], rgb[..., 2] / 255.0, rtol=1e-6)
-    assert to_model_input(rgb, InputSpec(height=7, width=9)).shape == (3, 7, 9)
 
 
 # --- issue 13: decoders get the pixel budget first; libpng prints nothing ----------
