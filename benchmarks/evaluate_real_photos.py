@@ -21,8 +21,10 @@ import matplotlib
 import onnxruntime as ort
 import skimage
 
-from onnx_sise.cli import BASE_METHOD_NAMES, METRIC_NAMES, main
+from onnx_sise.cli import main
+from onnx_sise.evaluation import METRICS
 from onnx_sise.evaluation.report import table
+from onnx_sise.methods import UCAG_BASES
 
 HERE = Path(__file__).resolve().parent
 SOURCES = {
@@ -54,7 +56,7 @@ def run() -> None:
         out = Path(tmp) / "out"
         started = time.perf_counter()
         code = main(["evaluate", str(model), "--images", str(photos), "--annotations", str(HERE / "real_photos.json"),
-                     "--methods", ",".join(BASE_METHOD_NAMES), "--metrics", ",".join(METRIC_NAMES),
+                     "--methods", ",".join(UCAG_BASES), "--metrics", ",".join(METRICS),
                      "--steps", str(args.steps), "--rise-masks", str(args.rise_masks), "--out", str(out)])
         if code:
             raise SystemExit(code)
@@ -65,7 +67,7 @@ def run() -> None:
         handle.write(f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/evaluate_real_photos.py --steps {args.steps} "
                      f"--rise-masks {args.rise_masks}`\n\nEfficientNet-Lite0 (real ImageNet weights), the photos and "
                      f"hand-drawn boxes of benchmarks/real_photos.json. {header}\n\n"
-                     f"{table(report, list(METRIC_NAMES))}\n")
+                     f"{table(report, list(METRICS))}\n")
 
 
 if __name__ == "__main__":

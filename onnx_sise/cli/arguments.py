@@ -1,0 +1,191 @@
+"""The command line's commands and flags. The methods, their options and the metrics come
+from their registries, the zoo from the export package's entry points."""
+
+from __future__ import annotations
+
+import argparse
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ..errors import SiseError
+from ..model.info import OUTPUT_KINDS
+from ..model.preparation.options import CHECKS
+from .terminal import printable
+
+ZOO_GROUP = "onnx_sise.zoo"  # entry points of the export package: one per model `export --zoo` builds
+
+
+class UsageError(SiseError):
+    """The command line does not parse (an unknown option, a missing argument ...)."""
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing a usage block and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{printable(message)} (see {self.prog} --help)")  # it may quote an argument
+
+def build_parser() -> argparse.ArgumentParser:
+    """The commands and their flags; the methods, their options and the metrics come from
+    their registries (methods/registry.py, evaluation/registry.py)."""
+    from ..evaluation import METRICS
+    from ..methods import METHODS
+
+    parser = OneLineParser(prog="onnx_sise", description="SISE saliency maps for ONNX image classifiers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    explain = commands.add_parser("explain", help="explain predictions on images")
+    explain.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
+    explain.add_argument("images", type=Path, nargs="+", help="photos (PNG, JPEG, ...)")
+    explain.add_argument("--out", type=Path, default=None, help="output directory (default: beside each image)")
+    explain.add_argument("--method", choices=tuple(METHODS), default="sise", help="explanation method (default: sise)")
+    explain.add_argument("--refine", choices=("none", "ucag"), default="none",
+                         help="refine the method's map: ucag explains overlapping patches and folds them back, "
+                              "--method gradcam --refine ucag = --method ucag-gradcam (default: none)")
+    explain.add_argument("--target", type=class_ids, default=None,
+                         help="class id(s) to explain, comma-separated, e.g. 967,968 (default: the top-1 class)")
+    explain.add_argument("--top-k", type=int, default=None, help="explain the k best classes (default: off)")
+    explain.add_argument("--batch-size", type=int, default=32, help="masked inputs per forward pass (default: 32)")
+    explain.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
+    explain.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    explain.add_argument("--max-seconds", type=float, default=None,
+                         help="stop an image's explanation after this many seconds, exit code 2 (default: no limit)")
+    explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
+    explain.add_argument("--scoring-model", type=Path, default=None,
+                         help="fp16 or int8 copy of the masked-pass graph, written by the variant command "
+                              "(default: the model's own float32 graph)")
+    explain.add_argument("--cache-dir", type=Path, default=None,
+                         help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
+    add_method_options(explain)
+
+    evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   description=evaluate_doc())
+    evaluate.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
+    evaluate.add_argument("--images", type=Path, required=True, help="directory the annotation file's paths start from")
+    evaluate.add_argument("--annotations", type=Path, required=True, help="annotation file (JSON, format above)")
+    evaluate.add_argument("--methods", type=names_of(tuple(METHODS)), default=["sise"],
+                          help=f"comma-separated, from {','.join(METHODS)} (default: sise)")
+    evaluate.add_argument("--metrics", type=names_of(tuple(METRICS)), default=list(METRICS),
+                          help=f"comma-separated, from {','.join(METRICS)} (default: all)")
+    evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
+    evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    add_method_options(evaluate)
+    evaluate.add_argument("--out", type=Path, default=Path("."),
+                          help="directory for evaluation.json and evaluation.csv (default: .)")
+
+    export = commands.add_parser("export", help="write an explainable ONNX (a plain ONNX needs onnx only; --zoo "
+                                                "needs torch)")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("model", type=Path, nargs="?", help="a plain ONNX classifier to prepare")
+    source.add_argument("--zoo", type=zoo_name, metavar="NAME",
+                        help=f"a model to build and export: {', '.join(zoo_names()) or 'pip install onnx_sise[export]'}")
+    export.add_argument("--layout", choices=("NCHW", "NHWC"), default=None,
+                        help="input layout (default: inferred from the input shape)")
+    export.add_argument("--input-size", type=size_pair, default=None,
+                        help="H,W of the input (default: from the input shape)")
+    export.add_argument("--color", choices=("RGB", "BGR"), default="RGB", help="channel order (default: RGB)")
+    export.add_argument("--scale", type=float, default=1 / 255,
+                        help="pixel (0..255) multiplier before mean/std (default: 1/255)")
+    export.add_argument("--mean", type=triple, default=(0.0, 0.0, 0.0), help="per-channel mean (default: 0,0,0)")
+    export.add_argument("--std", type=triple, default=(1.0, 1.0, 1.0), help="per-channel std (default: 1,1,1)")
+    export.add_argument("-o", "--output", type=Path, required=True, help="path of the *.sise.onnx to write")
+    export.add_argument("--output-kind", choices=OUTPUT_KINDS, default=None,
+                        help="what the model emits: logits (Psi = softmax), probabilities (used as they are) or "
+                             "sigmoid (multi-label logits, Psi = sigmoid) (default: logits for --zoo, "
+                             "inferred from a final Softmax/Sigmoid node for a plain ONNX)")
+    export.add_argument("--taps", default="", help="comma-separated taps: tensor names of a plain ONNX, module names "
+                                                   "of a --zoo model (default: one per block, found automatically)")
+    export.add_argument("--check", choices=CHECKS, default=None,
+                        help="gradient check against central differences: float64 (onnx's reference evaluator, "
+                             "exact, slow on big models), float32 (onnxruntime, a smoke check) or auto (float64 "
+                             "where affordable) (default: auto for a plain ONNX; a --zoo export is checked "
+                             "against torch autograd, and also this way when given)")
+
+    variant = commands.add_parser("variant", help="write a copy of the masked-pass graph in another precision "
+                                                   "(needs onnx)")
+    variant.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
+    variant.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True,
+                         help="fp32 (the graph alone, for CUDA graphs), fp16 for GPUs, int8 for CPUs with VNNI "
+                              "(required)")
+    variant.add_argument("--calibrate", type=Path, nargs="+", default=[],
+                         help="int8: photos like the ones you will explain, each scored under 8 random coarse masks "
+                              "to set the int8 ranges (default: none; int8 needs some)")
+    variant.add_argument("-o", "--output", type=Path, required=True, help="path of the variant to write")
+    return parser
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """A flag per option of the registered methods (--sigcam-theta for sigcam_theta), with
+    its type, choices, default and help from the option's Domain: the options' one home."""
+    from ..methods import option_fields
+    from ..methods.options import domain_of
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in option_fields().values():
+        domain = domain_of(option)
+        group = groups.get(domain.group) or groups.setdefault(domain.group, parser.add_argument_group(domain.group))
+        shown = "" if "default:" in domain.help else f" (default: {option.default})"
+        kind = {"int": int, "real": float}.get(domain.kind, str)
+        group.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name, type=kind, default=option.default,
+                           choices=domain.choices or None, help=domain.help + shown)
+
+def evaluate_doc() -> str:
+    from ..evaluation.annotations import __doc__ as doc
+
+    return doc or ""
+
+def names_of(choices: tuple[str, ...]):  # noqa: ANN201
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown) or 'empty list'}: choose from {','.join(choices)}")
+        return names
+
+    return parse
+
+def size_pair(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W like 224,224, got {text!r}") from None
+    return height, width
+
+def triple(text: str) -> tuple[float, float, float]:
+    try:
+        a, b, c = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}") from None
+    return a, b, c
+
+def class_ids(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class ids like 967 or 967,968, got {text!r}") from None
+
+def method_options(args: argparse.Namespace) -> dict[str, object]:
+    """The method options given on the command line (every one has a flag)."""
+    from ..methods import option_fields
+
+    return {name: getattr(args, name) for name in option_fields()}
+
+def chosen_method(args: argparse.Namespace) -> str:
+    """--method, or ucag-<method> with --refine ucag."""
+    if args.refine == "none":
+        return args.method
+    if args.method.startswith("ucag-"):
+        raise SiseError(f"--method {args.method} is already refined by UCAG: drop --refine or pick the plain method")
+    return f"ucag-{args.method}"
+
+def zoo_names() -> list[str]:
+    """The models `export --zoo` builds: those the export package registers."""
+    return sorted({entry.name for entry in entry_points(group=ZOO_GROUP)})
+
+def zoo_name(text: str) -> str:
+    names = zoo_names()
+    if not names:
+        raise argparse.ArgumentTypeError("the zoo comes with the export package: pip install 'onnx_sise[export]'")
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)})")
+    return text

@@ -1,0 +1,149 @@
+"""What each command does, from parsed arguments: explain, evaluate, export, variant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from ..errors import SiseError
+from ..files.writing import check_output_name, identities, refuse_overwriting
+from ..model.info import ModelInfo
+from .arguments import ZOO_GROUP, chosen_method, method_options
+from .terminal import say
+
+COMMAND_GROUP = "onnx_sise.commands"  # entry points of the export package: the work of `variant`
+
+
+def run_explain(args: argparse.Namespace) -> None:
+    from ..explainer import Explainer
+    from ..files.writing import output_directory
+    from ..images.decode import read_rgb
+    from ..images.overlay import check_output_plan, output_paths, planned_suffixes, result_suffix, write_outputs
+
+    if args.batch_size < 1:
+        raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
+    method = chosen_method(args)
+    if args.threads is not None and args.threads < 1:
+        raise SiseError(f"--threads must be at least 1, got {args.threads}")
+    inputs = [*model_files_of(args.model), *([args.scoring_model] if args.scoring_model else []), *args.images]
+    check_output_plan(args.images, args.out, planned_suffixes(method, args.target, args.top_k), inputs)
+    for image in args.images:
+        read_rgb(image)
+    with output_directory(args.out):
+        explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
+                              cache_dir=args.cache_dir, scoring_model=args.scoring_model)
+        if explainer.prepared is not None:
+            how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
+            say(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
+            say(describe_input(explainer.info))
+        for image in args.images:
+            rgb = read_rgb(image)
+            results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=method,
+                                                progress=sys.stderr.isatty() and not args.json,
+                                                max_seconds=args.max_seconds, **method_options(args))
+            for result in results:
+                png_path, npy_path = output_paths(image, args.out, result_suffix(method, result.target, len(results)))
+                write_outputs(rgb, result.saliency, png_path, npy_path)
+                if args.json:
+                    say(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
+                                    **result.summary()}))
+                else:
+                    used = " ".join(f"{n}={c}" for n, c in result.masks_used.items()) or "none"
+                    say(f"{image}: class {result.target} ({result.label}) score {result.score:.3f} | "
+                        f"masks {used} | {result.seconds:.2f}s -> {png_path}")
+            if len(results) > 1 and not args.json:
+                separate = sum(r.forward_passes for r in results)
+                say(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
+                    f"({separate - results[0].passes} saved by sharing)")
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from ..evaluation import GROUND, METRICS
+    from ..evaluation.annotations import load_annotations
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.report import table, write_report
+    from ..explainer import Explainer
+    from ..files.writing import output_directory
+    from ..progress import ProgressBar
+
+    if args.steps < 1 or args.batch_size < 1:
+        raise SiseError("--steps and --batch-size must be at least 1")
+    for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
+        refuse_output_over_inputs(report_path, [*model_files_of(args.model), args.annotations])
+    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
+    need_truth = any(METRICS[m].truth == GROUND for m in args.metrics)
+    annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
+    annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
+    for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
+        refuse_overwriting(report_path, identities(annotated))
+    with output_directory(args.out):
+        bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
+        report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
+                          on_image=lambda label: bar(1), **method_options(args))
+        bar.close()
+        json_path, csv_path = write_report(report, args.metrics, args.out)
+        for line in table(report, args.metrics).splitlines():
+            say(line)
+        say(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
+
+def describe_input(info: ModelInfo) -> str:
+    spec = info.input
+    return (f"input: {spec.layout} {spec.height}x{spec.width} {spec.color}, x = (pixel * {spec.scale:.6g} - "
+            f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind} (change with `export` flags)")
+
+def model_files_of(path: Path) -> list[Path]:
+    from ..model.files import model_files_of as files_of  # onnxruntime is imported only when a command runs
+
+    return files_of(path)
+
+def refuse_output_over_inputs(output: Path, inputs: Sequence[Path]) -> None:
+    """Before any work: an output name a file system accepts, not in a directory's place,
+    and not one of the run's inputs."""
+    check_output_name(output)
+    refuse_overwriting(output, identities(inputs))
+
+def run_export(args: argparse.Namespace) -> None:
+    refuse_output_over_inputs(args.output, model_files_of(args.model) if args.model else [])
+    taps = tuple(t.strip() for t in args.taps.split(",") if t.strip())
+    if args.zoo:
+        export_zoo = plugin(ZOO_GROUP, args.zoo, "export --zoo")
+        info = export_zoo(args.zoo, str(args.output), tap_modules=taps, output_kind=args.output_kind or "logits",
+                          check=args.check or "none")
+    else:
+        from ..model.preparation import InputOverrides, prepare_onnx
+
+        overrides = InputOverrides(layout=args.layout, size=args.input_size, color=args.color, scale=args.scale,
+                                   mean=args.mean, std=args.std, output_kind=args.output_kind)
+        info = prepare_onnx(args.model, args.output, overrides, taps, check=args.check or "auto")
+        say(describe_input(info))
+    blocks = ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info.taps)
+    checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
+    say(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); measured errors: {checks}")
+
+def run_variant(args: argparse.Namespace) -> None:
+    write_variant = plugin(COMMAND_GROUP, "variant", "variant")
+    if args.precision == "int8" and not args.calibrate:
+        raise SiseError("int8 needs --calibrate with a few photos like the ones you will explain")
+    refuse_output_over_inputs(args.output, [*model_files_of(args.model), *args.calibrate])
+    write_variant(args.model, args.output, args.precision, args.calibrate)
+    say(f"wrote {args.output}: {args.precision} masked-pass graph of {args.model}; use it with "
+          f"`explain --scoring-model {args.output}` (check its maps against float32 on your photos)")
+
+def plugin(group: str, name: str, command: str) -> Callable[..., object]:
+    """The function entry point `name` of `group` names (the export package registers
+    them), loaded: the runtime never imports that package by name."""
+    found = [entry for entry in entry_points(group=group) if entry.name == name]
+    if not found:
+        raise SiseError(f"{command} comes with the export package: pip install 'onnx_sise[export]'")
+    try:
+        return found[0].load()
+    except ImportError as exc:
+        raise SiseError(f"{command} needs torch ({exc.name} is missing): pip install 'onnx_sise[export]'") from None
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "explain": run_explain, "evaluate": run_evaluate, "export": run_export, "variant": run_variant,
+}
