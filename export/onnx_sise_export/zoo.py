@@ -69,7 +69,7 @@ def _seeded(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
 
 
 ZOO: dict[str, ZooEntry] = {
-    # The weights were trained on (x - 127) / 128 of RGB 0..255 (DESIGN.md section 6).
+    # The weights were trained on (x - 127) / 128 of RGB 0..255 (docs/design.md section 9).
     "efficientnet-lite0": ZooEntry(
         _efficientnet_lite0, InputSpec(height=224, width=224, mean=(127.0,) * 3, std=(128.0,) * 3)
     ),

@@ -1,5 +1,5 @@
 """Preparing a plain ONNX classifier into an explainable ONNX with onnx, onnxruntime and
-NumPy only (DESIGN.md section 3). Stages, in the order they run:
+NumPy only (docs/design.md section 4). Stages, in the order they run:
 
 - plain_model: read the file, tell the input and output kinds;
 - static_graph: fix the shapes, fold the constants;

@@ -1,5 +1,5 @@
 """Preparing an explainable ONNX from any plain ONNX classifier with onnx, onnxruntime
-and NumPy alone (DESIGN.md section 3): the classifier's own graph scores masked batches
+and NumPy alone (docs/design.md section 4): the classifier's own graph scores masked batches
 (any batch); its batch-1 copy with the block outputs and their gradients (written by
 differentiate.py) sits behind one switch, SIGCAM's mask-gradient graph behind another;
 every preparation is checked (check.py) and the measured errors go into the metadata.

@@ -1,4 +1,4 @@
-"""The check every preparation passes (DESIGN.md section 3, step 4): the explainable
+"""The check every preparation passes (docs/design.md section 4, step 8): the explainable
 file scores like the original classifier (SCORE_TOLERANCE), and at every tap the gradient
 agrees with central differences of the original graph along a random direction d
 (restricted to entries off the activation kinks, |a| > KINK_FLOOR max|a|):

@@ -1,4 +1,4 @@
-"""Reverse-mode differentiation of a static ONNX graph (DESIGN.md section 3, step 2):
+"""Reverse-mode differentiation of a static ONNX graph (docs/design.md section 4, step 5):
 the gradient of one scalar objective with respect to chosen tensors (the taps), as
 ONNX nodes appended to the forward graph. Only tensors on a path from a chosen tensor
 to the objective get a gradient; a tensor read by several nodes gets the Sum of their

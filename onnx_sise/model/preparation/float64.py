@@ -1,5 +1,5 @@
 """An ONNX model converted to float64, for onnx's reference evaluator: the exact check
-of a gradient graph without torch (DESIGN.md section 3, step 4; onnxruntime has no
+of a gradient graph without torch (docs/design.md section 4, step 8; onnxruntime has no
 float64 convolution)."""
 
 from __future__ import annotations

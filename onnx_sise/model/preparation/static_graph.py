@@ -1,5 +1,5 @@
 """A classifier graph with every shape fixed: the form the gradient rules work on
-(DESIGN.md section 3, step 1).
+(docs/design.md section 4, step 2).
 
 The graph's inputs get concrete shapes, one onnxruntime run with every intermediate as
 an extra output records each tensor's shape, type and (for constants) value, and every

@@ -1,5 +1,5 @@
-"""Feature taps on a plain ONNX graph, one per convolutional block (DESIGN.md, "Taps on a
-plain graph"): a block ends where a step lowers the spatial resolution (along either
+"""Feature taps on a plain ONNX graph, one per convolutional block (docs/design.md section
+5, "Plain graph"): a block ends where a step lowers the spatial resolution (along either
 axis); its tap is the tensor handed to that step, walked back past pure data movement
 and across an expanding 1x1 convolution (an inverted-residual block's first layer) to the
 block output, and further back to the nearest tensor that every path from the image to
