@@ -8,7 +8,7 @@ CPU, the batch size, fp16 and int8 variants of the masked-pass graph (time, and 
 of their maps with float32 on five real photos), onnxruntime threads, graph optimisation
 level and memory arena (bare forward passes at batch 32), a padded last chunk, packing
 the tails of several blocks (or images) into full batches, constant and duplicate masks
-skipped, and accumulating at feature-map resolution (DESIGN.md section 4: time and error
+skipped, and accumulating at feature-map resolution (docs/design.md section 6: time and error
 against the direct form). Appends a table to benchmarks/RESULTS.md.
 """
 

@@ -1,6 +1,6 @@
 """Typed wrappers over the compiled kernels in `onnx_sise._core`: arrays are checked
 and made contiguous float32 here, once, at the border. `Buffer` and the kernels over
-Buffers (the IO-binding pipeline of bound_scoring.py) are the compiled ones as they are."""
+Buffers (the IO-binding pipeline of methods/sise/io_binding.py) are the compiled ones as they are."""
 
 from __future__ import annotations
 
@@ -58,5 +58,5 @@ def otsu_threshold(values: np.ndarray, bins: int = OTSU_BINS, device: str = "cpu
 
 
 def fuse_cascade(maps: np.ndarray, gate: str = "hard", sharpness: float = 100.0, device: str = "cpu") -> np.ndarray:
-    """SISE fusion (Fig. 5) of block maps (L, H, W), shallowest first; see fusion.py."""
+    """SISE fusion (Fig. 5) of block maps (L, H, W), shallowest first; see methods/sise/fusion.py."""
     return _core.fuse_cascade(_f32(maps), gate, float(sharpness), device)

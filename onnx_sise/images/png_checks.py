@@ -2,7 +2,7 @@
 warnings and errors on stderr (past OpenCV's log level), which would add lines to the
 CLI's one-line error, so every defect it reports is refused here first.
 
-Checked: the chunk structure and every CRC, the IHDR fields (image_headers.png_ihdr),
+Checked: the chunk structure and every CRC, the IHDR fields (headers.png_ihdr),
 the palette, and the compressed image data, inflated here in bounded steps: its zlib
 stream, its size, every row's filter type, nothing after it. Ancillary chunks that do
 not change the decoded pixels (text, colour profiles, transparency, APNG frames, ...)

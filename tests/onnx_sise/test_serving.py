@@ -24,7 +24,7 @@ from PIL import Image
 from onnx_sise import CancelledError, CancelToken, Explainer, TimeLimitError
 from onnx_sise.images.decode import read_rgb
 
-# Calls of the memory-growth test; raise it for a soak run (README, "Running for weeks").
+# Calls of the memory-growth test; raise it for a soak run (README, "Tests for production").
 SOAK_CALLS = int(os.environ.get("ONNX_SISE_SOAK_CALLS", "200"))
 WARM_UP_CALLS = 20
 # RSS may move by allocator noise of a few hundred kB; a leak of a single 224 x 224
