@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import SiseError
 from .files.writing import check_output_name, identities, refuse_overwriting
+from .model.external_data import model_files_of
 from .model.info import OUTPUT_KINDS, ModelInfo
 from .model.preparation.options import CHECKS
 
@@ -299,12 +300,6 @@ def describe_input(info: ModelInfo) -> str:
     spec = info.input
     return (f"input: {spec.layout} {spec.height}x{spec.width} {spec.color}, x = (pixel * {spec.scale:.6g} - "
             f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind} (change with `export` flags)")
-
-
-def model_files_of(path: Path) -> list[Path]:
-    from .model.files import model_files_of as files_of  # onnxruntime is imported only when a command runs
-
-    return files_of(path)
 
 
 def refuse_output_over_inputs(output: Path, inputs: Sequence[Path]) -> None:

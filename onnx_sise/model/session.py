@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ModelError, PlainModelError
-from .files import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
 from .info import METADATA_KEY, ModelInfo, parse_object
+from .runtime import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
 from .shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
