@@ -175,9 +175,8 @@ def test_methods_and_metrics_come_from_their_registries() -> None:
 def test_the_zoo_is_what_the_export_package_registers() -> None:
     """`export --zoo` takes the models the export package's entry points name, which are
     its ZOO; the runtime finds them without importing that package."""
-    from onnx_sise_export import ZOO
-
     from onnx_sise.cli import build_parser, zoo_names
+    from onnx_sise_export import ZOO
 
     assert zoo_names() == sorted(ZOO)
     for name in ZOO:
