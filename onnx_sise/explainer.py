@@ -30,8 +30,8 @@ from .images.sources import ImageSource
 from .methods import METHODS, Context, checked
 from .methods.sise.io_binding import IoBindingPipeline
 from .model.cache import Prepared, prepared_model
-from .model.files import copied_session_options, providers_of
 from .model.info import ModelInfo
+from .model.runtime import copied_session_options, providers_of
 from .model.session import ExplainableModel
 from .progress import ProgressBar, no_progress
 

@@ -51,14 +51,14 @@ def _scoring_graph(sise_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
     if METADATA_KEY not in metadata:
         raise ModelError(f"{sise_path} is not an explainable ONNX: export it first")
     info = ModelInfo.from_json(metadata[METADATA_KEY])
-    g = info.graph
+    names = info.graph
     nodes = [n for n in model.graph.node if n.op_type != "If"]
     used = {name for n in nodes for name in n.input}
     graph = onnx.helper.make_graph(
         nodes, "onnx_sise_scoring",
-        [i for i in model.graph.input if i.name == g.masked_batch],
-        [o for o in model.graph.output if o.name == g.batch_scores],
-        initializer=[t for t in model.graph.initializer if t.name in used and t.name != g.masked_batch],
+        [i for i in model.graph.input if i.name == names.masked_batch],
+        [o for o in model.graph.output if o.name == names.batch_scores],
+        initializer=[t for t in model.graph.initializer if t.name in used and t.name != names.masked_batch],
     )
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise ModelError(f"{sise_path} has no scoring sub-graph: export it again with this version of onnx_sise")

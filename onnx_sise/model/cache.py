@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-from .files import external_data_files, read_external_data, read_model_file
+from .external_data import external_data_files, read_external_data
+from .files import read_model_file
 
 CACHE_ENV = "ONNX_SISE_CACHE"
 MAX_STEM = 100  # characters of the model's name kept in its cache entry's name

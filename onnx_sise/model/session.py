@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ModelError, PlainModelError
-from .files import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
 from .info import METADATA_KEY, ModelInfo, parse_object
+from .runtime import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
 from .shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -115,9 +115,9 @@ class ExplainableModel:
         if raw is None:
             raise ModelError(f"{path} is not a scoring variant: write one with onnx_sise_export.write_scoring_variant")
         variant = parse_object(raw, "scoring variant metadata")
-        g = self.info.graph
-        if (variant.get("masked_batch"), variant.get("batch_scores"), variant.get("num_classes")) != (
-                g.masked_batch, g.batch_scores, self.info.num_classes) or isinstance(variant.get("num_classes"), bool):
+        names = self.info.graph
+        found = (variant.get("masked_batch"), variant.get("batch_scores"), variant.get("num_classes"))
+        if found != (names.masked_batch, names.batch_scores, self.info.num_classes) or isinstance(found[2], bool):
             raise ModelError(f"{path} is a scoring variant of another model: write it again from {self.source}")
         check_scoring_shapes(session, self.info, name)
         self.scoring_session = session
@@ -126,12 +126,13 @@ class ExplainableModel:
 
     def _check_outputs(self) -> None:
         present = {o.name for o in self.session.get_outputs()}
-        g = self.info.graph
-        wanted = [g.logits, g.scores, g.batch_scores]
+        names = self.info.graph
+        wanted = [names.logits, names.scores, names.batch_scores]
         wanted += [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
         missing = [name for name in wanted if name not in present]
         feeds = self._feeds()
-        missing += [name for name in (g.image, g.target_weights, g.logit_weights, g.masked_batch) if name not in feeds]
+        missing += [name for name in (names.image, names.target_weights, names.logit_weights, names.masked_batch)
+                    if name not in feeds]
         if missing:
             raise ModelError(f"{self.source} lacks the tensors {', '.join(missing[:3])}: export the model again "
                              "with this version of onnx_sise")
@@ -141,21 +142,21 @@ class ExplainableModel:
 
     def scores(self, image: np.ndarray) -> np.ndarray:
         """Psi for every class, (classes,), of one preprocessed image without batch axis."""
-        g = self.info.graph
-        (scores,) = run(self.session, [g.batch_scores], {g.masked_batch: image[None]}, self.source)
-        expect_shape(scores, (1, self.info.num_classes), g.batch_scores, self.source)
+        names = self.info.graph
+        (scores,) = run(self.session, [names.batch_scores], {names.masked_batch: image[None]}, self.source)
+        expect_shape(scores, (1, self.info.num_classes), names.batch_scores, self.source)
         return scores[0]
 
     def block_features(self, image: np.ndarray, target_weights: np.ndarray,
                        logit_weights: np.ndarray | None = None) -> list[BlockFeatures]:
         """One gradient call: per tap, A and d(sum_c w_c Psi_c + sum_c u_c y_c)/dA, with
         target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
-        g = self.info.graph
-        names = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
-        feeds = {g.image: image[None], g.target_weights: target_weights[None], **self._gradient_switch}
+        names = self.info.graph
+        tap_outputs = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
+        feeds = {names.image: image[None], names.target_weights: target_weights[None], **self._gradient_switch}
         if logit_weights is not None:
-            feeds[g.logit_weights] = logit_weights[None]
-        outputs = run(self.session, names, feeds, self.source)
+            feeds[names.logit_weights] = logit_weights[None]
+        outputs = run(self.session, tap_outputs, feeds, self.source)
         n = len(self.info.taps)
         for tap, activations, gradients in zip(self.info.taps, outputs[:n], outputs[n:]):
             expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
@@ -164,9 +165,9 @@ class ExplainableModel:
 
     def batch_scores(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""
-        g = self.info.graph
-        (scores,) = run(self.scoring_session, [g.batch_scores], {g.masked_batch: batch}, self.source)
-        expect_shape(scores, (batch.shape[0], self.info.num_classes), g.batch_scores, self.source)
+        names = self.info.graph
+        (scores,) = run(self.scoring_session, [names.batch_scores], {names.masked_batch: batch}, self.source)
+        expect_shape(scores, (batch.shape[0], self.info.num_classes), names.batch_scores, self.source)
         return scores[:, list(classes)]
 
 
@@ -175,10 +176,10 @@ class MaskGradient:
     batch of masks (batch, mask_size, mask_size) per call."""
 
     def __init__(self, model: ExplainableModel) -> None:
-        g = model.info.graph
+        names = model.info.graph
         shapes = {i.name: i.shape for i in [*model.session.get_inputs(), *model.session.get_overridable_initializers()]}
         present = {o.name for o in model.session.get_outputs()}
-        if g.masks not in shapes or g.mask_gradients not in present:
+        if names.masks not in shapes or names.mask_gradients not in present:
             raise ModelError(f"{model.source} has no mask-gradient sub-graph (SIGCAM needs it): export the model again "
                              "with this version of onnx_sise")
         self.model = model
@@ -189,17 +190,18 @@ class MaskGradient:
         """Scores sum_c w_c Psi_c(I . up(M_b) + baseline . (1 - up(M_b)) + noise_b) (B,) and
         their gradients with respect to the masks (B, m, m), for masks (B <= batch, m, m);
         image and baseline without batch axis, noise (B, ...) or None."""
-        g = self.model.info.graph
+        names = self.model.info.graph
         count = masks.shape[0]
         padded = np.zeros((self.batch, 1, self.mask_size, self.mask_size), np.float32)
         padded[:count, 0] = masks
-        feeds = {g.mask_switch: np.array(True), g.mask_image: image[None], g.mask_baseline: baseline[None], g.masks: padded,
-                 g.mask_target_weights: target_weights[None].astype(np.float32)}
+        feeds = {names.mask_switch: np.array(True), names.mask_image: image[None], names.mask_baseline: baseline[None],
+                 names.masks: padded, names.mask_target_weights: target_weights[None].astype(np.float32)}
         if noise is not None:
             full = np.zeros((self.batch, *image.shape), np.float32)
             full[:count] = noise
-            feeds[g.mask_noise] = full
-        scores, gradients = run(self.model.session, [g.mask_scores, g.mask_gradients], feeds, self.model.source)
-        expect_shape(scores, (self.batch,), g.mask_scores, self.model.source)
-        expect_shape(gradients, (self.batch, 1, self.mask_size, self.mask_size), g.mask_gradients, self.model.source)
+            feeds[names.mask_noise] = full
+        scores, gradients = run(self.model.session, [names.mask_scores, names.mask_gradients], feeds, self.model.source)
+        expect_shape(scores, (self.batch,), names.mask_scores, self.model.source)
+        expect_shape(gradients, (self.batch, 1, self.mask_size, self.mask_size), names.mask_gradients,
+                     self.model.source)
         return scores[:count], gradients[:count, 0]

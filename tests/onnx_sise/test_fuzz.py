@@ -30,8 +30,9 @@ from onnx_sise.cli import UsageError, build_parser, class_ids, size_pair, triple
 from onnx_sise.images.decode import decode_rgb
 from onnx_sise.images.model_input import model_input
 from onnx_sise.methods import checked
-from onnx_sise.model.files import MalformedModel, external_data_locations
+from onnx_sise.model.external_data import external_data_locations
 from onnx_sise.model.info import InputSpec, ModelInfo, Tap
+from onnx_sise.model.protobuf import MalformedModel
 
 EXAMPLES = int(os.environ.get("ONNX_SISE_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

@@ -137,9 +137,9 @@ def _scores(joined: onnx.ModelProto, model: onnx.ModelProto, image_name: str, in
     batch = np.concatenate([example, example[..., ::-1], np.zeros_like(example)]).astype(np.float32)
     raw = np.concatenate([original.run(None, {image_name: b[None]})[0] for b in batch])
     prepared = _session(joined)
-    g = info.graph
-    (batch_scores,) = prepared.run([g.batch_scores], {g.masked_batch: batch})
-    (logits,) = prepared.run([g.logits], {g.image: example, g.gradient_switch: np.array(True)})
+    names = info.graph
+    (batch_scores,) = prepared.run([names.batch_scores], {names.masked_batch: batch})
+    (logits,) = prepared.run([names.logits], {names.image: example, names.gradient_switch: np.array(True)})
     report = {"scores": _relative(batch_scores, _psi(raw, info.output_kind)), "logits": _relative(logits, raw[:1])}
     if max(report.values()) > SCORE_TOLERANCE:
         raise ExportError(f"the prepared model's scores differ from the original's by {report}: not faithful")

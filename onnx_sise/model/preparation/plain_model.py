@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 
 from onnx_sise.errors import ExportError
-from onnx_sise.model.files import check_external_data
+from onnx_sise.model.external_data import check_external_data
 from onnx_sise.model.info import InputSpec
 
 MAX_INPUT_PIXELS = 4096 * 4096

@@ -1,6 +1,6 @@
 """Model files as a hostile or careless caller leaves them: rewritten in place while the
-CLI loads them (the external-data check memory-mapped the file: SIGBUS), named pipes,
-external data. Real files, real subprocesses."""
+CLI loads them (the external-data check memory-mapped the file: SIGBUS), named pipes.
+Real files, real subprocesses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from onnx_sise.errors import ModelError
-from onnx_sise.model.files import check_external_data
+from onnx_sise.model.files import read_model_file
 
 CLI_RUNS = 6
 # Rewrites the model in place forever: truncated to a third, then written whole again.
@@ -55,13 +55,9 @@ def test_fault_model_rewritten_while_the_cli_loads_it(lite0_path: Path, photos: 
 
 
 def test_bad_input_model_files_that_are_not_regular(tmp_path: Path) -> None:
-    from onnx_sise.model.files import read_model_file
-
     fifo = tmp_path / "pipe.onnx"
     os.mkfifo(fifo)
     with pytest.raises(ModelError, match="is not a regular file"):
         read_model_file(fifo, str(fifo))
-    with pytest.raises(ModelError, match="is not a regular file"):
-        check_external_data(fifo, str(fifo))
     with pytest.raises(ModelError, match="is not a regular file"):
         read_model_file(Path("/dev/zero"), "/dev/zero")
