@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     complain(str(failure))  # signals are ignored by now: this line is the only one
     return EXIT_BROKEN_PIPE if isinstance(failure, BrokenPipe) else EXIT_BAD_INPUT
 
+
 def run_command(argv: Sequence[str] | None, stdout_closed: bool) -> None:
     args = build_parser().parse_args(argv)
     if stdout_closed:

@@ -18,11 +18,13 @@ ZOO_GROUP = "onnx_sise.zoo"  # entry points of the export package: one per model
 class UsageError(SiseError):
     """The command line does not parse (an unknown option, a missing argument ...)."""
 
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing a usage block and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{printable(message)} (see {self.prog} --help)")  # it may quote an argument
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The commands and their flags; the methods, their options and the metrics come from
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     variant.add_argument("-o", "--output", type=Path, required=True, help="path of the variant to write")
     return parser
 
+
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """A flag per option of the registered methods (--sigcam-theta for sigcam_theta), with
     its type, choices, default and help from the option's Domain: the options' one home."""
@@ -129,10 +132,12 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name, type=kind, default=option.default,
                            choices=domain.choices or None, help=domain.help + shown)
 
+
 def evaluate_doc() -> str:
     from ..evaluation.annotations import __doc__ as doc
 
     return doc or ""
+
 
 def names_of(choices: tuple[str, ...]):  # noqa: ANN201
     def parse(text: str) -> list[str]:
@@ -144,12 +149,14 @@ def names_of(choices: tuple[str, ...]):  # noqa: ANN201
 
     return parse
 
+
 def size_pair(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected H,W like 224,224, got {text!r}") from None
     return height, width
+
 
 def triple(text: str) -> tuple[float, float, float]:
     try:
@@ -158,17 +165,20 @@ def triple(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}") from None
     return a, b, c
 
+
 def class_ids(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected class ids like 967 or 967,968, got {text!r}") from None
 
+
 def method_options(args: argparse.Namespace) -> dict[str, object]:
     """The method options given on the command line (every one has a flag)."""
     from ..methods import option_fields
 
     return {name: getattr(args, name) for name in option_fields()}
+
 
 def chosen_method(args: argparse.Namespace) -> str:
     """--method, or ucag-<method> with --refine ucag."""
@@ -178,9 +188,11 @@ def chosen_method(args: argparse.Namespace) -> str:
         raise SiseError(f"--method {args.method} is already refined by UCAG: drop --refine or pick the plain method")
     return f"ucag-{args.method}"
 
+
 def zoo_names() -> list[str]:
     """The models `export --zoo` builds: those the export package registers."""
     return sorted({entry.name for entry in entry_points(group=ZOO_GROUP)})
+
 
 def zoo_name(text: str) -> str:
     names = zoo_names()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import SiseError
 from ..files.writing import check_output_name, identities, refuse_overwriting
+from ..model.external_data import model_files_of
 from ..model.info import ModelInfo
 from .arguments import ZOO_GROUP, chosen_method, method_options
 from .terminal import say
@@ -60,6 +61,7 @@ def run_explain(args: argparse.Namespace) -> None:
                 say(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
                     f"({separate - results[0].passes} saved by sharing)")
 
+
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..evaluation import GROUND, METRICS
     from ..evaluation.annotations import load_annotations
@@ -89,21 +91,19 @@ def run_evaluate(args: argparse.Namespace) -> None:
             say(line)
         say(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
 
+
 def describe_input(info: ModelInfo) -> str:
     spec = info.input
     return (f"input: {spec.layout} {spec.height}x{spec.width} {spec.color}, x = (pixel * {spec.scale:.6g} - "
             f"{list(spec.mean)}) / {list(spec.std)}; output: {info.output_kind} (change with `export` flags)")
 
-def model_files_of(path: Path) -> list[Path]:
-    from ..model.files import model_files_of as files_of  # onnxruntime is imported only when a command runs
-
-    return files_of(path)
 
 def refuse_output_over_inputs(output: Path, inputs: Sequence[Path]) -> None:
     """Before any work: an output name a file system accepts, not in a directory's place,
     and not one of the run's inputs."""
     check_output_name(output)
     refuse_overwriting(output, identities(inputs))
+
 
 def run_export(args: argparse.Namespace) -> None:
     refuse_output_over_inputs(args.output, model_files_of(args.model) if args.model else [])
@@ -123,6 +123,7 @@ def run_export(args: argparse.Namespace) -> None:
     checks = ", ".join(f"{k} {v:.1e}" for k, v in info.verification.items())
     say(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); measured errors: {checks}")
 
+
 def run_variant(args: argparse.Namespace) -> None:
     write_variant = plugin(COMMAND_GROUP, "variant", "variant")
     if args.precision == "int8" and not args.calibrate:
@@ -131,6 +132,7 @@ def run_variant(args: argparse.Namespace) -> None:
     write_variant(args.model, args.output, args.precision, args.calibrate)
     say(f"wrote {args.output}: {args.precision} masked-pass graph of {args.model}; use it with "
           f"`explain --scoring-model {args.output}` (check its maps against float32 on your photos)")
+
 
 def plugin(group: str, name: str, command: str) -> Callable[..., object]:
     """The function entry point `name` of `group` names (the export package registers

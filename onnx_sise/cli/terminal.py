@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from ..errors import SiseError
 
 EXIT_BAD_INPUT = 2
-
 # A run stopped by a signal exits with 128 + its number (130 SIGINT, 143 SIGTERM, 129
 # SIGHUP), as a shell reports a process the signal killed.
 EXIT_SIGNAL_BASE = 128
@@ -27,8 +26,10 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 class StdoutError(SiseError):
     """stdout is closed, full or failing: what the CLI prints cannot be written."""
 
+
 class BrokenPipe(StdoutError):
     """The reader of stdout went away (`| head -1`)."""
+
 
 class Stopped(BaseException):
     """SIGINT, SIGTERM or SIGHUP arrived: unwinds the run (not an Exception, so that no
@@ -38,11 +39,13 @@ class Stopped(BaseException):
         super().__init__(signum)
         self.signum = signum
 
+
 def printable(text: str) -> str:
     """`text` with every control or otherwise unprintable character escaped (\\x1b,
     \\n, \\u202e; a byte that is not UTF-8 in a file name as \\xff), so that a label or
     a file name can neither draw on the terminal nor fake a line."""
     return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
 
 def _escaped(char: str) -> str:
     code = ord(char)
@@ -51,6 +54,7 @@ def _escaped(char: str) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
 
 def say(text: str) -> None:
     """Print one line of results on stdout, escaped, now (a closed pipe or a full disk
@@ -66,11 +70,13 @@ def say(text: str) -> None:
         raise StdoutError(f"cannot write to stdout: {exc.strerror}: the files written so far are complete; "
                           "redirect stdout elsewhere") from None
 
+
 def _silence_stdout() -> None:
     """Point fd 1 at /dev/null, so that the exit's own flush of stdout fails no more."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
+
 
 def complain(message: str) -> None:
     """The one stderr line of a failed run (nothing when stderr is closed)."""
@@ -80,6 +86,7 @@ def complain(message: str) -> None:
         print(f"onnx_sise: error: {printable(message)}", file=sys.stderr, flush=True)
     except OSError:
         pass
+
 
 def standard_streams_closed() -> set[int]:
     """Which of fds 0, 1, 2 are closed; each is reopened on /dev/null, so that no file this
@@ -96,6 +103,7 @@ def standard_streams_closed() -> set[int]:
                 os.dup2(devnull, fd)
                 os.close(devnull)
     return closed
+
 
 @contextmanager
 def signals_stop_the_run() -> Iterator[None]:
