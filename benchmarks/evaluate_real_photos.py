@@ -36,6 +36,21 @@ SOURCES = {
 }
 
 
+def photos_and_model(folder: Path, names: list[str], model: Path | None) -> tuple[Path, Path]:
+    """The named photos copied into folder/photos, and `model` or an explainable Lite0
+    exported into `folder`."""
+    photos = folder / "photos"
+    photos.mkdir()
+    for name in names:
+        shutil.copy(SOURCES[name], photos / name)
+    if model is None:
+        from onnx_sise_export import export_zoo
+
+        model = folder / "lite0.sise.onnx"
+        export_zoo("efficientnet-lite0", str(model))
+    return photos, model
+
+
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
@@ -43,16 +58,7 @@ def run() -> None:
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        photos = Path(tmp) / "photos"
-        photos.mkdir()
-        for name, source in SOURCES.items():
-            shutil.copy(source, photos / name)
-        model = args.model
-        if model is None:
-            from onnx_sise_export import export_zoo
-
-            model = Path(tmp) / "lite0.sise.onnx"
-            export_zoo("efficientnet-lite0", str(model))
+        photos, model = photos_and_model(Path(tmp), list(SOURCES), args.model)
         out = Path(tmp) / "out"
         started = time.perf_counter()
         code = main(["evaluate", str(model), "--images", str(photos), "--annotations", str(HERE / "real_photos.json"),

@@ -13,14 +13,13 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import onnxruntime as ort
-from evaluate_real_photos import HERE, SOURCES
+from evaluate_real_photos import HERE, SOURCES, photos_and_model
 
 from onnx_sise.cli import main
 from onnx_sise.evaluation.report import table
@@ -38,20 +37,11 @@ def run() -> None:
     parser.add_argument("--photos", default=",".join(SOURCES), help="subset of the photos (default: all five)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        photos = Path(tmp) / "photos"
-        photos.mkdir()
         chosen = [name for name in args.photos.split(",") if name]
-        for name in chosen:
-            shutil.copy(SOURCES[name], photos / name)
+        photos, model = photos_and_model(Path(tmp), chosen, args.model)
         entries = json.loads((HERE / "real_photos.json").read_text())["images"]
         annotations = Path(tmp) / "annotations.json"
         annotations.write_text(json.dumps({"images": [e for e in entries if e["file"] in chosen]}))
-        model = args.model
-        if model is None:
-            from onnx_sise_export import export_zoo
-
-            model = Path(tmp) / "lite0.sise.onnx"
-            export_zoo("efficientnet-lite0", str(model))
         out = Path(tmp) / "out"
         started = time.perf_counter()
         argv = ["evaluate", str(model), "--images", str(photos), "--annotations", str(annotations),

@@ -1,4 +1,4 @@
-"""SISE through onnxruntime IO binding (bound_scoring.py) against the host path, whose
+"""SISE through onnxruntime IO binding (methods/sise/io_binding.py) against the host path, whose
 maps the eager-PyTorch reference checks (test_sise_reference.py). On the CPU this runs
 the whole device pipeline, buffers and binding included, up to the provider; with a GPU
 and onnxruntime-gpu the same test runs it on CUDA."""
@@ -27,7 +27,7 @@ def _skip_without_gpu(request: pytest.FixtureRequest) -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("method,fixed_batch", [("sise", False), ("ada-sise", False), ("sise", True)])
-def test_bound_scoring_gives_the_host_maps(lite0_path: Path, photos: Path, provider: str, method: str,
+def test_io_binding_gives_the_host_maps(lite0_path: Path, photos: Path, provider: str, method: str,
                                            fixed_batch: bool) -> None:
     host = onnx_sise.Explainer(lite0_path, threads=2, io_binding=False)
     bound = onnx_sise.Explainer(lite0_path, provider=provider, threads=2, io_binding=True, fixed_batch=fixed_batch)
