@@ -26,7 +26,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from onnx_sise import Explainer, ImageError, ModelError, OptionError, SiseError
-from onnx_sise.cli import UsageError, build_parser, class_ids, size_pair, triple
+from onnx_sise.cli.arguments import UsageError, build_parser, class_ids, size_pair, triple
 from onnx_sise.images.decode import decode_rgb
 from onnx_sise.images.model_input import model_input
 from onnx_sise.methods import checked
