@@ -13,3 +13,19 @@ from .result import MethodResult
 from .ucag import UCAG_BASES
 
 __all__ = ["METHODS", "UCAG_BASES", "Context", "Method", "MethodResult", "checked", "option_fields", "register"]
+
+
+def __getattr__(name: str) -> object:
+    """MethodOptions, the one flat record of every option, is deprecated: each method has
+    its own record now (Method.options); option_fields() lists them all."""
+    if name == "MethodOptions":
+        import warnings
+        from dataclasses import field, make_dataclass
+
+        warnings.warn("onnx_sise.methods.MethodOptions is deprecated: each method has its own options record "
+                      "(METHODS[name].options), option_fields() lists every option; it goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return make_dataclass("MethodOptions", [(name, option.type, field(default=option.default,
+                                                                           metadata=option.metadata))
+                                                for name, option in option_fields().items()], frozen=True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

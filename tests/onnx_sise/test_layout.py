@@ -21,7 +21,7 @@ LAYERS = (
     ("methods",),
     ("explainer",),
     ("evaluation",),
-    ("cli", "__main__", ""),
+    ("cli", "__main__", "", "preparation"),  # preparation: a deprecated alias of model.preparation
 )
 FORBIDDEN = ("onnx_sise_export", "torch", "torchvision", "onnx2torch")
 
