@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).parent / "onnx_sise" / "model" / "preparation"))
-from foreign_models import SIZE, build, build_graph  # noqa: E402
+from handwritten_models import SIZE, build, build_graph  # noqa: E402
 
 from onnx_sise.errors import (  # noqa: E402
     ExportError,

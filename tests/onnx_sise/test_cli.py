@@ -116,7 +116,7 @@ def test_plain_onnx_without_metadata(tmp_path: Path, photos: Path, out_dir: Path
 
 def test_plain_onnx_is_prepared_and_explained_without_torch(tmp_path: Path, photos: Path, out_dir: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent / "model" / "preparation"))
-    from foreign_models import build
+    from handwritten_models import build
 
     model = build(tmp_path / "plain.onnx", layout="NHWC", softmax=True, opset=13, head="dynamic_reshape")
     prepared = tmp_path / "plain.sise.onnx"
@@ -378,7 +378,7 @@ def test_fault_stdout_closed_full_or_broken_is_one_line(redirect: str, code: int
 def test_bad_input_export_and_evaluate_refuse_to_write_over_their_input(lite0_path: Path, photos: Path,
                                                                         tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent / "model" / "preparation"))
-    from foreign_models import build
+    from handwritten_models import build
 
     model = build(tmp_path / "plain.onnx", layout="NCHW")
     before = _snapshot(tmp_path)
@@ -400,7 +400,7 @@ def test_bad_input_export_and_evaluate_refuse_to_write_over_their_input(lite0_pa
 def test_bad_input_outputs_never_replace_a_models_weights_or_an_annotated_image(lite0_path: Path, photos: Path,
                                                                                  tmp_path: Path) -> None:
     import onnx
-    from foreign_models import build
+    from handwritten_models import build
 
     model = onnx.load(str(build(tmp_path / "built.onnx", seed=0)))
     onnx.save(model, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -426,7 +426,7 @@ def test_bad_input_outputs_never_replace_a_models_weights_or_an_annotated_image(
 def test_bad_input_paths_longer_than_the_system_allows_are_one_line(lite0_path: Path, photos: Path,
                                                                     tmp_path: Path) -> None:
     too_long = tmp_path / ("d" * 300)  # one name past NAME_MAX: ENAMETOOLONG wherever it is used
-    from foreign_models import build
+    from handwritten_models import build
 
     plain = build(tmp_path / "plain.onnx", seed=0)
     runs = [("explain", lite0_path, too_long / "x.png", "--method", "gradcam"),
@@ -448,7 +448,7 @@ def test_bad_input_paths_longer_than_the_system_allows_are_one_line(lite0_path: 
 ])
 def test_bad_input_export_options_against_the_model(flags: tuple[str, ...], fragment: str,
                                                     tmp_path: Path) -> None:
-    from foreign_models import SIZE, build
+    from handwritten_models import SIZE, build
 
     plain = build(tmp_path / "plain.onnx", seed=0)
     done = run_cli("export", plain, "-o", tmp_path / "plain.sise.onnx", *flags)

@@ -12,7 +12,7 @@ import onnxruntime as ort
 from onnx_sise import Explainer
 
 sys.path.insert(0, str(Path(__file__).parent / "preparation"))
-from foreign_models import SIZE, build  # noqa: E402
+from handwritten_models import SIZE, build  # noqa: E402
 
 
 def test_fault_new_external_weights_beside_the_same_graph_are_prepared_again(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import onnx
 import onnx.utils
 import onnxruntime as ort
 import pytest
-from foreign_models import CLASSES, SIZE, build, refusal_models
+from handwritten_models import CLASSES, SIZE, build, refusal_models
 from onnx import numpy_helper
 
 from onnx_sise.errors import ExportError
