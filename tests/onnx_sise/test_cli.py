@@ -204,6 +204,21 @@ def run_cli_with_export(*args: str | Path) -> subprocess.CompletedProcess:
                           timeout=600, cwd=Path(tempfile.gettempdir()))
 
 
+def test_export_zoo_from_the_shell_finds_the_export_package_by_entry_point(photos: Path, tmp_path: Path) -> None:
+    """The runtime never imports the export package by name: `export --zoo` loads its
+    entry point; without torch that fails in one line, with it the model explains."""
+    from onnx_sise import Explainer
+
+    model = tmp_path / "lite0.sise.onnx"
+    refused = run_cli("export", "--zoo", "efficientnet-lite0", "-o", model)
+    assert refused.returncode == 2 and "export --zoo needs torch" in refused.stderr, refused.stderr
+    assert not model.exists()
+    done = run_cli_with_export("export", "--zoo", "efficientnet-lite0", "-o", model)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {model}: efficientnet-lite0, 5 taps" in done.stdout
+    assert Explainer(model).explain(photos / "coffee.png", method="gradcam").target == 967
+
+
 def test_int8_variant_from_the_shell_explains_the_cup(lite0_path: Path, photos: Path, tmp_path: Path,
                                                       out_dir: Path) -> None:
     variant = tmp_path / "lite0.int8.onnx"
