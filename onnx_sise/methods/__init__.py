@@ -25,7 +25,7 @@ def __getattr__(name: str) -> object:
         warnings.warn("onnx_sise.methods.MethodOptions is deprecated: each method has its own options record "
                       "(METHODS[name].options), option_fields() lists every option; it goes in the next release",
                       DeprecationWarning, stacklevel=2)
-        return make_dataclass("MethodOptions", [(name, option.type, field(default=option.default,
-                                                                           metadata=option.metadata))
-                                                for name, option in option_fields().items()], frozen=True)
+        flat = [(option_name, option.type, field(default=option.default, metadata=option.metadata))
+                for option_name, option in option_fields().items()]
+        return make_dataclass("MethodOptions", flat, frozen=True)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

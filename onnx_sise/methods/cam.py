@@ -78,8 +78,14 @@ def tap_index(ctx: Context, layer: str | None) -> int:
     return names.index(layer)
 
 
-for _name, _summary in (("gradcam", "Grad-CAM: feature maps weighted by their mean gradient (AOP eq. 1, 3)"),
-                        ("gradcam++", "Grad-CAM++: pixel-wise weights of positive gradients (its eq. 19)"),
-                        ("wgradcam", "WGradCAM: feature maps weighted by gradient x activation (AOP eq. 2-3)")):
-    register(Method(_name, (lambda name: lambda ctx, o: explain_cam(ctx, name, o.layer))(_name), (CamOptions,),
-                    _summary, "AOP/SIGCAM, AAAI 2021, eq. 1-4; Grad-CAM++, WACV 2018"))
+def cam_method(name: str, summary: str) -> Method:
+    """The CAM method `name` (one of CAM_METHODS) as a registry entry."""
+    def explain(ctx: Context, options: CamOptions) -> list[MethodResult]:
+        return explain_cam(ctx, name, options.layer)
+
+    return Method(name, explain, (CamOptions,), summary, "AOP/SIGCAM, AAAI 2021, eq. 1-4; Grad-CAM++, WACV 2018")
+
+
+register(cam_method("gradcam", "Grad-CAM: feature maps weighted by their mean gradient (AOP eq. 1, 3)"))
+register(cam_method("gradcam++", "Grad-CAM++: pixel-wise weights of positive gradients (its eq. 19)"))
+register(cam_method("wgradcam", "WGradCAM: feature maps weighted by gradient x activation (AOP eq. 2-3)"))
