@@ -15,6 +15,15 @@ Model truth:
   insertion_auc         pixels inserted into a Gaussian-blurred copy (kernel 51, sigma 50) in order
                         of S, AUC of Psi (Petsiuk et al. 2018); AUC by the trapezoid rule over the
                         fraction of pixels changed, `steps` equal steps.
+Ties: every rank-based metric (Bbox, mIoU, Drop, Increase, deletion, insertion) ranks tied
+saliency values by expectation over uniformly random tie orders (top_weights), never by
+their place in the photo: a map of many equal values (SISE's zeros after the hard gate) is
+not scored on the photo's top rows. Bbox is then the exact expectation (a constant map gives
+|G| / N), mIoU the ratio of the expected intersection to the expected union. Drop, Increase
+and the causal curves change the tied pixels at the cut in part, by their expected
+membership: the expected input I . E[T], scored once. That is not the expected score (the
+model is not linear), but it depends on no order and costs no extra pass; averaging seeded
+orders would cost a batch per order and still vary with the seed.
 """
 
 from __future__ import annotations
@@ -29,12 +38,22 @@ from .registry import GROUND, MODEL, Metric, register
 Scores = Callable[[np.ndarray], np.ndarray]
 
 
-def _top_pixels(saliency: np.ndarray, count: int) -> np.ndarray:
-    """Boolean mask of the `count` highest pixels (ties broken by raster order)."""
-    order = np.argsort(-saliency.ravel(), kind="stable")
-    mask = np.zeros(saliency.size, dtype=bool)
-    mask[order[:count]] = True
-    return mask.reshape(saliency.shape)
+def top_weights(saliency: np.ndarray, count: int) -> np.ndarray:
+    """The expected membership of each pixel in the top `count` of S when tied values are
+    ranked in a uniformly random order: 1 above the cut value v (the count-th largest), 0
+    below, and (count - #{S > v}) / #{S = v} for the pixels tied at v. It sums to `count`.
+    A metric linear in the selection (Bbox) is thus its exact expectation over tie orders;
+    no pixel gains from where it lies in the photo."""
+    flat = saliency.ravel()
+    if count <= 0:
+        return np.zeros(saliency.shape)
+    if count >= flat.size:
+        return np.ones(saliency.shape)
+    cut = np.partition(flat, flat.size - count)[flat.size - count]
+    above, tied = flat > cut, flat == cut
+    weights = above.astype(np.float64)
+    weights[tied] = (count - np.count_nonzero(above)) / np.count_nonzero(tied)
+    return weights.reshape(saliency.shape)
 
 
 def energy_pointing_game(saliency: np.ndarray, truth: np.ndarray) -> float:
@@ -43,16 +62,19 @@ def energy_pointing_game(saliency: np.ndarray, truth: np.ndarray) -> float:
 
 
 def top_fraction_iou(saliency: np.ndarray, truth: np.ndarray, fraction: float = 0.2) -> float:
-    top = _top_pixels(saliency, int(round(fraction * saliency.size)))
-    union = np.logical_or(top, truth).sum()
-    return float(np.logical_and(top, truth).sum() / union) if union else 0.0
+    """|T & G| / |T | G| for the top `fraction` T of S, with |T & G| its expectation over tie
+    orders and |T | G| = |T| + |G| - |T & G|."""
+    count = int(round(fraction * saliency.size))
+    inside = float(top_weights(saliency, count)[truth].sum())
+    union = count + int(truth.sum()) - inside
+    return inside / union if union > 0 else 0.0
 
 
 def bbox_score(saliency: np.ndarray, truth: np.ndarray) -> float:
     count = int(truth.sum())
     if count == 0:
         return 0.0
-    return float(np.logical_and(_top_pixels(saliency, count), truth).sum() / count)
+    return float(top_weights(saliency, count)[truth].sum() / count)
 
 
 def pointing_game_hit(saliency: np.ndarray, truth: np.ndarray, tolerance: float = 15.0) -> bool:
@@ -72,7 +94,7 @@ def drop_and_increase(scores: Scores, image: np.ndarray, saliency: np.ndarray, l
                       keep: float = 0.15) -> tuple[float, bool]:
     """(drop in [0, 1], increase) for one image; image is the model input without batch
     axis and saliency is at its spatial size."""
-    kept = _top_pixels(saliency, int(round(keep * saliency.size))).astype(image.dtype)
+    kept = top_weights(saliency, int(round(keep * saliency.size))).astype(image.dtype)
     original, masked = scores(np.stack([image, image * _expand(kept, layout)]))
     drop = max(0.0, float(original - masked)) / float(original) if original > 0 else 0.0
     return drop, bool(masked > original)
@@ -85,16 +107,13 @@ def _auc(curve: np.ndarray) -> float:
 def causal_curve(scores: Scores, start: np.ndarray, finish: np.ndarray, saliency: np.ndarray, steps: int,
                  layout: str = "NCHW", batch: int = 32) -> np.ndarray:
     """Psi along the path from `start` to `finish`: at step k the top k/steps of pixels
-    (by saliency) come from `finish`, the rest from `start`. (steps + 1,) values."""
-    order = np.argsort(-saliency.ravel(), kind="stable")
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(order.size)
-    rank = rank.reshape(saliency.shape)
+    (by saliency) come from `finish`, the rest from `start`; pixels tied at the cut are
+    changed in part, by their expected membership (top_weights). (steps + 1,) values."""
     counts = np.round(np.linspace(0, saliency.size, steps + 1)).astype(np.int64)
     curve = []
     for begin in range(0, counts.size, batch):
         chunk = counts[begin:begin + batch]
-        changed = np.stack([_expand((rank < c).astype(start.dtype), layout) for c in chunk])
+        changed = np.stack([_expand(top_weights(saliency, c).astype(start.dtype), layout) for c in chunk])
         curve.append(scores(start[None] * (1 - changed) + finish[None] * changed))
     return np.concatenate(curve)
 

@@ -78,3 +78,57 @@ def test_insertion_starts_from_the_blur() -> None:
     curve = metrics.causal_curve(_mean_score, metrics.blurred(image), image, image[0], steps=2)
     assert curve[0] == pytest.approx(_mean_score(metrics.blurred(image)[None])[0])
     assert curve[-1] == pytest.approx(1.0)
+
+
+# Ties: ranked by expectation over random tie orders, never by raster order.
+TIED = np.array([[0.0, 0.0, 0.0],
+                 [0.0, 0.5, 0.0],
+                 [0.0, 0.0, 0.0]], dtype=np.float32)
+
+
+def test_top_weights_share_the_cut_among_tied_pixels() -> None:
+    # top 3 of TIED: the 0.5, then 2 of the 8 zeros: each zero in with probability 2/8
+    weights = metrics.top_weights(TIED, 3)
+    assert weights[1, 1] == 1.0 and weights.sum() == pytest.approx(3.0)
+    assert np.allclose(weights[TIED == 0], 0.25)
+    assert metrics.top_weights(TIED, 0).sum() == 0 and metrics.top_weights(TIED, 9).min() == 1.0
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (7, 11)])
+def test_a_constant_map_gives_bbox_g_over_n(shape: tuple[int, int]) -> None:
+    truth = np.zeros(shape, bool)
+    truth[0, :2] = True
+    truth[-1, -1] = True  # |G| = 3
+    constant = np.full(shape, 0.3, np.float32)
+    # every pixel is in the top |G| with probability |G| / N, so E[|T & G|] / |G| = |G| / N
+    assert metrics.bbox_score(constant, truth) == pytest.approx(3 / truth.size)
+    # raster order would have put the top |G| on the first row: Bbox 2/3 whatever the map says
+    assert metrics.bbox_score(constant, np.flipud(truth)) == pytest.approx(3 / truth.size)
+
+
+def test_bbox_and_iou_with_a_tie_at_the_cut() -> None:
+    truth = np.zeros((3, 3), bool)
+    truth[0, 0] = truth[1, 1] = True  # |G| = 2
+    # top 2 = the 0.5 (in G) and one of 8 zeros, (0, 0) with probability 1/8: E[|T & G|] = 1 + 1/8
+    assert metrics.bbox_score(TIED, truth) == pytest.approx((1 + 1 / 8) / 2)
+    # top 20 % of 9 = 2 pixels, the same expected intersection 9/8; union = 2 + 2 - 9/8
+    assert metrics.top_fraction_iou(TIED, truth) == pytest.approx((9 / 8) / (4 - 9 / 8))
+
+
+def test_drop_keeps_the_tied_pixels_in_part() -> None:
+    image = np.full((1, 3, 3), 2.0, np.float32)  # Psi(I) = 2
+    # top 15 % of 9 = 1 pixel, all 9 tied: each kept with weight 1/9 -> Psi(I . E[T]) = 2/9
+    drop, increase = metrics.drop_and_increase(_mean_score, image, np.zeros((3, 3), np.float32))
+    assert drop == pytest.approx((2 - 2 / 9) / 2) and not increase
+
+
+def test_deletion_of_a_constant_map_does_not_depend_on_where_the_object_is() -> None:
+    """Raster order would delete the top rows first: the bright pixel's place would decide."""
+    flat = np.zeros((2, 2), np.float32)
+    aucs = []
+    for place in [(0, 0), (1, 1)]:
+        image = np.zeros((1, 2, 2), np.float32)
+        image[(0, *place)] = 4.0  # Psi(I) = 1
+        aucs.append(metrics.deletion_auc(_mean_score, image, flat, steps=4))
+    # each step deletes 1/4 of every pixel in expectation: Psi = 1, 3/4, 1/2, 1/4, 0 -> AUC 1/2
+    assert aucs == pytest.approx([0.5, 0.5])
