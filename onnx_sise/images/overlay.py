@@ -16,13 +16,24 @@ from ..files.writing import check_output_name, identities, refuse_overwriting, r
 
 # Stands for the class id in a top-k output name before the classes are known.
 CLASS_ID_PLACEHOLDER = "<class>"
+OVERLAY_BLOCK = 1 << 20  # pixels blended at a time
 
 
-def overlay(rgb: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The photo (H, W, 3) uint8 RGB blended with a JET colouring of saliency (H, W) in [0, 1]."""
-    heat = cv2.applyColorMap(np.round(saliency * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
+def overlay(rgb: np.ndarray, saliency: np.ndarray, alpha: float = 0.75) -> np.ndarray:
+    """The photo (H, W, 3) uint8 RGB under an inferno colouring of saliency (H, W) in
+    [0, 1] (a perceptually uniform colormap: equal steps of saliency look equally far
+    apart), each pixel's opacity alpha * sqrt(saliency): where the map is 0 the photo shows
+    as it is, and weak but non-zero saliency still shows. Blended a block of rows at a time, so that a large photo needs no float copy of
+    itself."""
+    out = np.empty_like(rgb)
+    rows = max(1, OVERLAY_BLOCK // max(1, rgb.shape[1]))
+    for top in range(0, rgb.shape[0], rows):
+        level = saliency[top:top + rows]
+        heat = cv2.applyColorMap(np.round(level * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+        opacity = (alpha * np.sqrt(level.astype(np.float32)))[..., None]
+        blended = rgb[top:top + rows] * (1 - opacity) + heat * opacity
+        out[top:top + rows] = np.round(blended).astype(np.uint8)
+    return out
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

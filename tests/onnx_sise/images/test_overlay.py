@@ -33,3 +33,25 @@ def test_fault_a_failing_rename_leaves_the_old_pair_whole(tmp_path: Path, monkey
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in (png, npy)} == old
     assert sorted(p.name for p in tmp_path.iterdir()) == [npy.name, png.name]
+
+
+def test_overlay_keeps_the_photo_where_the_map_is_zero_and_colours_by_inferno() -> None:
+    """Opacity alpha * sqrt(S) over a perceptually uniform colormap, checked pixel by pixel
+    against the formula: the photo untouched where S = 0, blended by alpha where S = 1."""
+    import cv2
+
+    from onnx_sise.images.overlay import overlay
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    saliency = rng.random((37, 53)).astype(np.float32)
+    saliency[:10] = 0.0
+    saliency[-1] = 1.0
+    out = overlay(rgb, saliency, alpha=0.6)
+    assert np.array_equal(out[:10], rgb[:10])
+    inferno = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0, ::-1]
+    heat = inferno[np.round(saliency * 255).astype(int)].astype(np.float64)
+    a = 0.6 * np.sqrt(saliency.astype(np.float64))[..., None]
+    expected = np.round(rgb * (1 - a) + heat * a)
+    assert np.abs(out.astype(np.float64) - expected).max() <= 1
+    assert tuple(inferno[255]) != tuple(inferno[0])  # the top of the scale is not the photo's black
