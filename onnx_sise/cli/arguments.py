@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--max-seconds", type=float, default=None,
                          help="stop an image's explanation after this many seconds, exit code 2 (default: no limit)")
     explain.add_argument("--json", action="store_true", help="print one JSON object per image (default: off)")
+    explain.add_argument("--compare", type=names_of(tuple(METHODS)), default=None, metavar="METHODS",
+                         help="comma-separated methods explained side by side instead of --method: writes "
+                              "<stem>.compare.png (the photo and each method's overlay) and <stem>.compare.npy "
+                              "(the maps, one per method, in that order) (default: off)")
     explain.add_argument("--scoring-model", type=Path, default=None,
                          help="fp16 or int8 copy of the masked-pass graph, written by the variant command "
                               "(default: the model's own float32 graph)")

@@ -8,14 +8,21 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..errors import SiseError
-from ..files.writing import check_output_name, identities, refuse_overwriting
+from ..files.writing import check_output_name, identities, refuse_overwriting, replace_together
 from ..model.external_data import model_files_of
 from ..model.info import ModelInfo
 from .arguments import ZOO_GROUP, chosen_method, method_options
 from .terminal import say
 
+if TYPE_CHECKING:
+    from ..explainer import Explainer
+
+COMPARE_SUFFIX = "compare"  # <stem>.compare.png / .npy of `explain --compare`
 COMMAND_GROUP = "onnx_sise.commands"  # entry points of the export package: the work of `variant`
 
 
@@ -30,8 +37,11 @@ def run_explain(args: argparse.Namespace) -> None:
     method = chosen_method(args)
     if args.threads is not None and args.threads < 1:
         raise SiseError(f"--threads must be at least 1, got {args.threads}")
+    if args.compare and (len(args.target or []) > 1 or (args.top_k or 1) > 1):
+        raise SiseError("--compare explains one class per image: give one --target, or none for the top-1")
     inputs = [*model_files_of(args.model), *([args.scoring_model] if args.scoring_model else []), *args.images]
-    check_output_plan(args.images, args.out, planned_suffixes(method, args.target, args.top_k), inputs)
+    suffixes = [COMPARE_SUFFIX] if args.compare else planned_suffixes(method, args.target, args.top_k)
+    check_output_plan(args.images, args.out, suffixes, inputs)
     for image in args.images:
         read_rgb(image)
     with output_directory(args.out):
@@ -43,6 +53,9 @@ def run_explain(args: argparse.Namespace) -> None:
             say(describe_input(explainer.info))
         for image in args.images:
             rgb = read_rgb(image)
+            if args.compare:
+                write_comparison(explainer, image, rgb, args)
+                continue
             results = explainer.explain_targets(rgb, args.target, top_k=args.top_k, method=method,
                                                 progress=sys.stderr.isatty() and not args.json,
                                                 max_seconds=args.max_seconds, **method_options(args))
@@ -60,6 +73,28 @@ def run_explain(args: argparse.Namespace) -> None:
                 separate = sum(r.forward_passes for r in results)
                 say(f"{image}: {results[0].passes} masked passes for {len(results)} targets "
                     f"({separate - results[0].passes} saved by sharing)")
+
+
+def write_comparison(explainer: Explainer, image: Path, rgb: np.ndarray, args: argparse.Namespace) -> None:
+    """`--compare`: each method's map of one class, in one picture and one .npy."""
+    from ..images.compare import compare_grid
+    from ..images.overlay import encode_npy, encode_png, output_paths
+
+    target = args.target[0] if args.target else None
+    results = [explainer.explain(rgb, target, method=m, max_seconds=args.max_seconds, **method_options(args))
+               for m in args.compare]
+    first = results[0]
+    grid = compare_grid(rgb, f"class {first.target} {first.label} p={first.score:.3f}",
+                        [(f"{r.method} {r.seconds:.1f}s", r.saliency) for r in results])
+    png_path, npy_path = output_paths(image, args.out, COMPARE_SUFFIX)
+    replace_together({npy_path: encode_npy(np.stack([r.saliency for r in results]).astype(np.float32)),
+                      png_path: encode_png(grid)})
+    if args.json:
+        say(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
+                        "methods": [r.summary() for r in results]}))
+    else:
+        say(f"{image}: class {first.target} ({first.label}) score {first.score:.3f} | "
+            f"{', '.join(f'{r.method} {r.seconds:.2f}s' for r in results)} -> {png_path}")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:

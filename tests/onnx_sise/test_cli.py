@@ -204,6 +204,26 @@ def run_cli_with_export(*args: str | Path) -> subprocess.CompletedProcess:
                           timeout=600, cwd=Path(tempfile.gettempdir()))
 
 
+def test_compare_writes_one_picture_and_the_maps_of_every_method(lite0_path: Path, photos: Path, tmp_path: Path,
+                                                                   out_dir: Path) -> None:
+    from onnx_sise import Explainer
+
+    result = tmp_path / "compared"
+    done = run_cli("explain", lite0_path, photos / "coffee.png", "--compare", "gradcam,wgradcam", "--out", result)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in result.iterdir()) == ["coffee.compare.npy", "coffee.compare.png"]
+    maps = np.load(result / "coffee.compare.npy")
+    explainer = Explainer(lite0_path)
+    for saliency, method in zip(maps, ["gradcam", "wgradcam"]):
+        np.testing.assert_array_equal(saliency, explainer.explain(photos / "coffee.png", method=method).saliency)
+    grid = cv2.imread(str(result / "coffee.compare.png"))
+    assert grid.shape == (28 + 213, 3 * 320 + 2 * 6, 3)  # photo, gradcam, wgradcam: 600 x 400 tiles 320 wide
+    _assert_refused(run_cli("explain", lite0_path, photos / "coffee.png", "--compare", "gradcam", "--top-k", "2",
+                            "--out", out_dir), "--compare explains one class per image", out_dir)
+    _assert_refused(run_cli("explain", lite0_path, photos / "coffee.png", "--compare", "gradcam,lime",
+                            "--out", out_dir), "unknown lime", out_dir)
+
+
 def test_export_zoo_from_the_shell_finds_the_export_package_by_entry_point(photos: Path, tmp_path: Path) -> None:
     """The runtime never imports the export package by name: `export --zoo` loads its
     entry point; without torch that fails in one line, with it the model explains."""
