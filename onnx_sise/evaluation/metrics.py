@@ -38,21 +38,24 @@ from .registry import GROUND, MODEL, Metric, register
 Scores = Callable[[np.ndarray], np.ndarray]
 
 
-def top_weights(saliency: np.ndarray, count: int) -> np.ndarray:
+def top_weights(saliency: np.ndarray, count: int, ascending: np.ndarray | None = None) -> np.ndarray:
     """The expected membership of each pixel in the top `count` of S when tied values are
     ranked in a uniformly random order: 1 above the cut value v (the count-th largest), 0
     below, and (count - #{S > v}) / #{S = v} for the pixels tied at v. It sums to `count`.
     A metric linear in the selection (Bbox) is thus its exact expectation over tie orders;
-    no pixel gains from where it lies in the photo."""
+    no pixel gains from where it lies in the photo. `ascending`: S's values sorted, when
+    the caller asks for many counts of one map (a causal curve) and sorts them once."""
     flat = saliency.ravel()
     if count <= 0:
         return np.zeros(saliency.shape)
     if count >= flat.size:
         return np.ones(saliency.shape)
-    cut = np.partition(flat, flat.size - count)[flat.size - count]
-    above, tied = flat > cut, flat == cut
-    weights = above.astype(np.float64)
-    weights[tied] = (count - np.count_nonzero(above)) / np.count_nonzero(tied)
+    if ascending is None:
+        ascending = np.sort(flat)
+    cut = ascending[flat.size - count]
+    below, not_above = np.searchsorted(ascending, cut, "left"), np.searchsorted(ascending, cut, "right")
+    weights = (flat > cut).astype(np.float64)
+    weights[flat == cut] = (count - (flat.size - not_above)) / (not_above - below)
     return weights.reshape(saliency.shape)
 
 
@@ -110,10 +113,11 @@ def causal_curve(scores: Scores, start: np.ndarray, finish: np.ndarray, saliency
     (by saliency) come from `finish`, the rest from `start`; pixels tied at the cut are
     changed in part, by their expected membership (top_weights). (steps + 1,) values."""
     counts = np.round(np.linspace(0, saliency.size, steps + 1)).astype(np.int64)
+    ascending = np.sort(saliency.ravel())
     curve = []
     for begin in range(0, counts.size, batch):
         chunk = counts[begin:begin + batch]
-        changed = np.stack([_expand(top_weights(saliency, c).astype(start.dtype), layout) for c in chunk])
+        changed = np.stack([_expand(top_weights(saliency, c, ascending).astype(start.dtype), layout) for c in chunk])
         curve.append(scores(start[None] * (1 - changed) + finish[None] * changed))
     return np.concatenate(curve)
 
