@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import SiseError
-from ..files.writing import check_output_name, identities, refuse_overwriting, replace_together
+from ..files.writing import check_output_name, identities, refuse_overwriting
 from ..model.external_data import model_files_of
 from ..model.info import ModelInfo
 from .arguments import ZOO_GROUP, chosen_method, method_options
@@ -78,7 +78,7 @@ def run_explain(args: argparse.Namespace) -> None:
 def write_comparison(explainer: Explainer, image: Path, rgb: np.ndarray, args: argparse.Namespace) -> None:
     """`--compare`: each method's map of one class, in one picture and one .npy."""
     from ..images.compare import compare_grid
-    from ..images.overlay import encode_npy, encode_png, output_paths
+    from ..images.overlay import output_paths, write_pair
 
     target = args.target[0] if args.target else None
     results = [explainer.explain(rgb, target, method=m, max_seconds=args.max_seconds, **method_options(args))
@@ -87,8 +87,7 @@ def write_comparison(explainer: Explainer, image: Path, rgb: np.ndarray, args: a
     grid = compare_grid(rgb, f"class {first.target} {first.label} p={first.score:.3f}",
                         [(f"{r.method} {r.seconds:.1f}s", r.saliency) for r in results])
     png_path, npy_path = output_paths(image, args.out, COMPARE_SUFFIX)
-    replace_together({npy_path: encode_npy(np.stack([r.saliency for r in results]).astype(np.float32)),
-                      png_path: encode_png(grid)})
+    write_pair(grid, np.stack([r.saliency for r in results]), png_path, npy_path)
     if args.json:
         say(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
                         "methods": [r.summary() for r in results]}))
@@ -101,20 +100,20 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from ..evaluation import GROUND, METRICS
     from ..evaluation.annotations import load_annotations
     from ..evaluation.evaluate import evaluate
-    from ..evaluation.report import table, write_report
+    from ..evaluation.report import report_paths, table, write_report
     from ..explainer import Explainer
     from ..files.writing import output_directory
     from ..progress import ProgressBar
 
     if args.steps < 1 or args.batch_size < 1:
         raise SiseError("--steps and --batch-size must be at least 1")
-    for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
+    for report_path in report_paths(args.out):
         refuse_output_over_inputs(report_path, [*model_files_of(args.model), args.annotations])
     explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
     need_truth = any(METRICS[m].truth == GROUND for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
     annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
-    for report_path in (args.out / "evaluation.json", args.out / "evaluation.csv"):
+    for report_path in report_paths(args.out):
         refuse_overwriting(report_path, identities(annotated))
     with output_directory(args.out):
         bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")

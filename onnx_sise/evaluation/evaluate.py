@@ -36,6 +36,7 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
         raise OptionError(f"steps must be an integer in [1, {spec.height * spec.width}] (the model's pixel count: "
                           f"more steps change nothing), got {steps!r}")
     model = explainer.model
+    chosen = [METRICS[m] for m in metric_names]
     report: dict[str, dict[str, object]] = {}
     for method in methods:
         rows = []
@@ -48,7 +49,6 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
             result = explainer.explain(rgb, target=item.target, method=method, **options)
             row: dict[str, object] = {"file": item.file.name, "target": item.target, "seconds": result.seconds,
                                       "passes": result.passes}
-            chosen = [METRICS[m] for m in metric_names]
             if any(m.truth == GROUND for m in chosen):
                 truth = ground_truth(item, str(item.file))
                 row.update({m.name: m.compute(result.saliency, truth) for m in chosen if m.truth == GROUND})

@@ -132,7 +132,6 @@ def insertion_auc(scores: Scores, image: np.ndarray, saliency: np.ndarray, steps
     return _auc(causal_curve(scores, blurred(image, layout), image, saliency, steps, layout, batch))
 
 
-
 def drop(scores: Scores, image: np.ndarray, saliency: np.ndarray, steps: int, layout: str, batch: int) -> float:
     return drop_and_increase(scores, image, saliency, layout)[0]
 

@@ -24,9 +24,14 @@ def table(report: dict[str, dict[str, object]], metric_names: Sequence[str]) -> 
     return "\n".join(lines)
 
 
+def report_paths(out: Path) -> tuple[Path, Path]:
+    """(evaluation.json, evaluation.csv) in `out`."""
+    return out / "evaluation.json", out / "evaluation.csv"
+
+
 def write_report(report: dict[str, dict[str, object]], metric_names: Sequence[str], out: Path) -> tuple[Path, Path]:
     """evaluation.json (everything, per image too) and evaluation.csv (the table), both or neither."""
-    json_path, csv_path = out / "evaluation.json", out / "evaluation.csv"
+    json_path, csv_path = report_paths(out)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["method", *metric_names, "seconds_per_image", "passes_per_image"])

@@ -124,7 +124,11 @@ def _top_k_candidates(path: Path) -> list[Path]:
 
 
 def write_outputs(rgb: np.ndarray, saliency: np.ndarray, png_path: Path, npy_path: Path) -> None:
-    """Both files or neither: the old pair stays whole until both new files are complete."""
-    png = encode_png(overlay(rgb, saliency))
-    npy = encode_npy(saliency.astype(np.float32))
-    replace_together({npy_path: npy, png_path: png})
+    """The overlay and the map, both or neither."""
+    write_pair(overlay(rgb, saliency), saliency, png_path, npy_path)
+
+
+def write_pair(picture: np.ndarray, maps: np.ndarray, png_path: Path, npy_path: Path) -> None:
+    """A picture (RGB) and its maps (float32), both files or neither: the old pair stays
+    whole until both new files are complete."""
+    replace_together({npy_path: encode_npy(maps.astype(np.float32)), png_path: encode_png(picture)})
