@@ -1,9 +1,11 @@
-"""Every method x every metric on real photos shipped with scikit-image and matplotlib,
-with boxes drawn by hand (benchmarks/real_photos.json), on EfficientNet-Lite0.
+"""Every method x every metric on the real photos of benchmarks/photo_set.py (photos from
+packages on PyPI, boxes hand-checked in benchmarks/real_photos.json), on EfficientNet-Lite0.
 
-    python benchmarks/evaluate_real_photos.py [--model lite0.sise.onnx] [--steps 100]
+    python benchmarks/evaluate_real_photos.py [--model lite0.sise.onnx] [--steps 100] [--folder F]
 
-Appends the table and the command to benchmarks/RESULTS.md.
+The photos with boxes get every metric; those without (no ImageNet class visible) get
+the model-truth metrics only, in a second table. Appends both tables and the command to
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -12,43 +14,33 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import matplotlib
 import onnxruntime as ort
-import skimage
+from photo_set import MANIFEST, manifest, photo_set
 
 from onnx_sise.cli import main
-from onnx_sise.evaluation import METRICS
+from onnx_sise.evaluation import METRICS, MODEL
 from onnx_sise.evaluation.report import table
 from onnx_sise.methods import UCAG_BASES
 
 HERE = Path(__file__).resolve().parent
-SOURCES = {
-    "coffee.png": Path(skimage.__file__).parent / "data" / "coffee.png",
-    "chelsea.png": Path(skimage.__file__).parent / "data" / "chelsea.png",
-    "rocket.jpg": Path(skimage.__file__).parent / "data" / "rocket.jpg",
-    "motorcycle_left.png": Path(skimage.__file__).parent / "data" / "motorcycle_left.png",
-    "grace_hopper.jpg": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
-}
 
 
-def photos_and_model(folder: Path, names: list[str], model: Path | None) -> tuple[Path, Path]:
-    """The named photos copied into folder/photos, and `model` or an explainable Lite0
-    exported into `folder`."""
-    photos = folder / "photos"
-    photos.mkdir()
-    for name in names:
-        shutil.copy(SOURCES[name], photos / name)
-    if model is None:
-        from onnx_sise_export import export_zoo
-
-        model = folder / "lite0.sise.onnx"
-        export_zoo("efficientnet-lite0", str(model))
-    return photos, model
+def evaluate(model: Path, photos: Path, entries: list[dict], metrics: list[str], args: argparse.Namespace,
+             out: Path) -> dict:
+    """`evaluate` of every UCAG base method with `metrics` on the manifest `entries`."""
+    out.mkdir()
+    annotations = out / "annotations.json"
+    annotations.write_text(json.dumps({"images": entries}), encoding="utf-8")
+    code = main(["evaluate", str(model), "--images", str(photos), "--annotations", str(annotations),
+                 "--methods", ",".join(UCAG_BASES), "--metrics", ",".join(metrics),
+                 "--steps", str(args.steps), "--rise-masks", str(args.rise_masks), "--out", str(out / "report")])
+    if code:
+        raise SystemExit(code)
+    return json.loads((out / "report" / "evaluation.json").read_text())
 
 
 def run() -> None:
@@ -56,24 +48,35 @@ def run() -> None:
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="cache folder of the photos (default: photo_set's, ~/.cache/onnx_sise/photos)")
     args = parser.parse_args()
+    photos = photo_set(args.folder)[0].path.parent
+    entries = manifest(MANIFEST)["images"]
+    boxed = [e for e in entries if e.get("boxes")]
+    unboxed = [e for e in entries if not e.get("boxes")]
+    model_metrics = [m for m in METRICS if METRICS[m].truth == MODEL]
     with tempfile.TemporaryDirectory() as tmp:
-        photos, model = photos_and_model(Path(tmp), list(SOURCES), args.model)
-        out = Path(tmp) / "out"
+        model = args.model
+        if model is None:
+            from onnx_sise_export import export_zoo
+
+            model = Path(tmp) / "lite0.sise.onnx"
+            export_zoo("efficientnet-lite0", str(model))
         started = time.perf_counter()
-        code = main(["evaluate", str(model), "--images", str(photos), "--annotations", str(HERE / "real_photos.json"),
-                     "--methods", ",".join(UCAG_BASES), "--metrics", ",".join(METRICS),
-                     "--steps", str(args.steps), "--rise-masks", str(args.rise_masks), "--out", str(out)])
-        if code:
-            raise SystemExit(code)
-        report = json.loads((out / "evaluation.json").read_text())
+        full = evaluate(model, photos, boxed, list(METRICS), args, Path(tmp) / "boxed")
+        partial = evaluate(model, photos, unboxed, model_metrics, args, Path(tmp) / "unboxed") if unboxed else None
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores; provider: CPUExecutionProvider "
-              f"(onnxruntime {ort.__version__}); 5 photos; total {time.perf_counter() - started:.0f} s")
+              f"(onnxruntime {ort.__version__}); {len(entries)} photos; total {time.perf_counter() - started:.0f} s")
+    text = (f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/evaluate_real_photos.py --steps {args.steps} "
+            f"--rise-masks {args.rise_masks}`\n\nEfficientNet-Lite0 (real ImageNet weights), the photos of "
+            f"benchmarks/photo_set.py and the hand-checked boxes of benchmarks/real_photos.json. {header}\n\n"
+            f"Every metric, the {len(boxed)} photos with boxes:\n\n{table(full, list(METRICS))}\n")
+    if partial is not None:
+        text += (f"\nModel-truth metrics, the {len(unboxed)} photos where no ImageNet class is visible (target: "
+                 f"Lite0's top-1):\n\n{table(partial, model_metrics)}\n")
     with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
-        handle.write(f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/evaluate_real_photos.py --steps {args.steps} "
-                     f"--rise-masks {args.rise_masks}`\n\nEfficientNet-Lite0 (real ImageNet weights), the photos and "
-                     f"hand-drawn boxes of benchmarks/real_photos.json. {header}\n\n"
-                     f"{table(report, list(METRICS))}\n")
+        handle.write(text)
 
 
 if __name__ == "__main__":
