@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from evaluate_real_photos import SOURCES
+from photo_set import FIRST_FIVE, photo_set
 
 from onnx_sise import Explainer
 
@@ -24,7 +24,12 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
+    parser.add_argument("--photos", default=",".join(FIRST_FIVE),
+                        help=f"photos of benchmarks/photo_set.py (default: {','.join(FIRST_FIVE)})")
+    parser.add_argument("--folder", type=Path, default=None, help="cache folder of the photos (default: photo_set's)")
     args = parser.parse_args()
+    chosen = [name for name in args.photos.split(",") if name]
+    paths = {p.path.name: p.path for p in photo_set(args.folder) if p.path.name in chosen}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
@@ -35,7 +40,7 @@ def main() -> None:
         explainer = Explainer(model)
         rows = ["| photo | class | maps kept per block, SISE (mu = 0) | maps kept per block, Ada-SISE | "
                 "passes SISE / Ada | seconds SISE / Ada | Pearson r of the maps |", "|---|---|---|---|---|---|---|"]
-        for name, path in SOURCES.items():
+        for name, path in paths.items():
             sise = explainer.explain(path, method="sise")
             ada = explainer.explain(path, target=sise.target, method="ada-sise")
             r = float(np.corrcoef(sise.saliency.ravel(), ada.saliency.ravel())[0, 1])

@@ -29,6 +29,17 @@ from onnx_sise.methods import UCAG_BASES
 HERE = Path(__file__).resolve().parent
 
 
+def model_or_export(model: Path | None, folder: Path) -> Path:
+    """`model`, or an explainable Lite0 exported into `folder`."""
+    if model is not None:
+        return model
+    from onnx_sise_export import export_zoo
+
+    path = folder / "lite0.sise.onnx"
+    export_zoo("efficientnet-lite0", str(path))
+    return path
+
+
 def evaluate(model: Path, photos: Path, entries: list[dict], metrics: list[str], args: argparse.Namespace,
              out: Path) -> dict:
     """`evaluate` of every UCAG base method with `metrics` on the manifest `entries`."""
@@ -57,12 +68,7 @@ def run() -> None:
     unboxed = [e for e in entries if not e.get("boxes")]
     model_metrics = [m for m in METRICS if METRICS[m].truth == MODEL]
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            from onnx_sise_export import export_zoo
-
-            model = Path(tmp) / "lite0.sise.onnx"
-            export_zoo("efficientnet-lite0", str(model))
+        model = model_or_export(args.model, Path(tmp))
         started = time.perf_counter()
         full = evaluate(model, photos, boxed, list(METRICS), args, Path(tmp) / "boxed")
         partial = evaluate(model, photos, unboxed, model_metrics, args, Path(tmp) / "unboxed") if unboxed else None

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import onnxruntime as ort
-from evaluate_real_photos import HERE, SOURCES, photos_and_model
+from evaluate_real_photos import HERE, model_or_export
+from photo_set import FIRST_FIVE, MANIFEST, manifest, photo_set
 
 from onnx_sise.cli import main
 from onnx_sise.evaluation.report import table
@@ -34,12 +35,15 @@ def run() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"(default: {','.join(METHODS)})")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
-    parser.add_argument("--photos", default=",".join(SOURCES), help="subset of the photos (default: all five)")
+    parser.add_argument("--photos", default=",".join(FIRST_FIVE),
+                        help=f"photos of benchmarks/photo_set.py with boxes (default: {','.join(FIRST_FIVE)})")
+    parser.add_argument("--folder", type=Path, default=None, help="cache folder of the photos (default: photo_set's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         chosen = [name for name in args.photos.split(",") if name]
-        photos, model = photos_and_model(Path(tmp), chosen, args.model)
-        entries = json.loads((HERE / "real_photos.json").read_text())["images"]
+        photos = photo_set(args.folder)[0].path.parent
+        model = model_or_export(args.model, Path(tmp))
+        entries = manifest(MANIFEST)["images"]
         annotations = Path(tmp) / "annotations.json"
         annotations.write_text(json.dumps({"images": [e for e in entries if e["file"] in chosen]}))
         out = Path(tmp) / "out"

@@ -41,6 +41,8 @@ MANIFEST = Path(__file__).resolve().parent / "real_photos.json"
 PYPI_SIMPLE = "https://pypi.org/simple"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 CHUNK = 1 << 20
+# The five photos of the set before issue 15 item 2: the default of the smaller benchmarks.
+FIRST_FIVE = ("coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "grace_hopper.jpg")
 
 
 class PhotoSetError(SiseError):
