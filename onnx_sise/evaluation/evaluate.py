@@ -23,13 +23,16 @@ from ..images.decode import read_rgb
 from ..methods import METHODS
 from .annotations import Annotation, AnnotationError, ground_truth, short
 from .registry import GROUND, METRICS, MODEL
+from .statistics import bootstrap_interval
 
 
 def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: Sequence[str],
              metric_names: Sequence[str], steps: int = 100, on_image: Callable[[str], None] = lambda s: None,
              **options: object) -> dict[str, dict[str, object]]:
-    """{method: {"metrics": {name: value}, "seconds_per_image", "passes_per_image", "images": [...]}};
-    percentages for EBPG, mIoU, Bbox, pointing game, Drop and Increase, AUCs as fractions."""
+    """{method: {"metrics": {name: mean}, "intervals": {name: [low, high]}, "seconds_per_image",
+    "passes_per_image", "images": [per-image rows]}}; percentages for EBPG, mIoU, Bbox, pointing
+    game, Drop and Increase, AUCs as fractions; intervals are 95 % bootstrap intervals of the
+    means (statistics.bootstrap_interval)."""
     _check_arguments(explainer, annotations, methods, metric_names, on_image)
     spec = explainer.info.input
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= spec.height * spec.width:
@@ -63,7 +66,10 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
                             for m in chosen if m.truth == MODEL})
             rows.append(row)
         report[method] = {
-            "metrics": {m: _aggregate(m, [r[m] for r in rows]) for m in metric_names},
+            "metrics": {m: _scaled(m, float(np.mean(np.asarray([r[m] for r in rows], dtype=np.float64))))
+                        for m in metric_names},
+            "intervals": {m: [_scaled(m, end) for end in bootstrap_interval([float(r[m]) for r in rows])]
+                          for m in metric_names},
             "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
             "passes_per_image": float(np.mean([r["passes"] for r in rows])),
             "images": rows,
@@ -89,8 +95,7 @@ def _list_of(value: object, kind: type) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(v, kind) for v in value)
 
 
-def _aggregate(name: str, values: list) -> float:
-    mean = float(np.mean(np.asarray(values, dtype=np.float64)))
-    return 100.0 * mean if METRICS[name].percent else mean
+def _scaled(name: str, value: float) -> float:
+    return 100.0 * value if METRICS[name].percent else value
 
 
