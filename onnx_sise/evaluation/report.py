@@ -37,8 +37,9 @@ def paired_table(report: dict[str, dict[str, object]], metric_names: Sequence[st
     for method, entry in report.items():
         if method == reference:
             continue
-        cells = [method] + [str(paired([row[m] for row in entry["images"]], [row[m] for row in theirs],
-                                       METRICS[m].higher_is_better)) for m in metric_names]
+        cells = [method] + [str(paired([row[m] for row in entry["images"] if m in row],
+                                       [row[m] for row in theirs if m in row], METRICS[m].higher_is_better))
+                            for m in metric_names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
