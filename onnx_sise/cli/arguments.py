@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated methods explained side by side instead of --method: writes "
                               "<stem>.compare.png (the photo and each method's overlay) and <stem>.compare.npy "
                               "(the maps, one per method, in that order) (default: off)")
+    explain.add_argument("--legend", action="store_true",
+                         help="draw a colour bar of the map's scale beside each overlay and a caption (method, "
+                              "class, score) above it (default: off)")
     explain.add_argument("--scoring-model", type=Path, default=None,
                          help="fp16 or int8 copy of the masked-pass graph, written by the variant command "
                               "(default: the model's own float32 graph)")

@@ -30,7 +30,8 @@ def run_explain(args: argparse.Namespace) -> None:
     from ..explainer import Explainer
     from ..files.writing import output_directory
     from ..images.decode import read_rgb
-    from ..images.overlay import check_output_plan, output_paths, planned_suffixes, result_suffix, write_outputs
+    from ..images.legend import with_legend
+    from ..images.overlay import check_output_plan, output_paths, overlay, planned_suffixes, result_suffix, write_pair
 
     if args.batch_size < 1:
         raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -61,7 +62,11 @@ def run_explain(args: argparse.Namespace) -> None:
                                                 max_seconds=args.max_seconds, **method_options(args))
             for result in results:
                 png_path, npy_path = output_paths(image, args.out, result_suffix(method, result.target, len(results)))
-                write_outputs(rgb, result.saliency, png_path, npy_path)
+                picture = overlay(rgb, result.saliency)
+                if args.legend:
+                    picture = with_legend(picture, f"{method} | class {result.target} {result.label} | "
+                                                   f"p={result.score:.3f}")
+                write_pair(picture, result.saliency, png_path, npy_path)
                 if args.json:
                     say(json.dumps({"image": str(image), "overlay": str(png_path), "map": str(npy_path),
                                     **result.summary()}))
@@ -78,6 +83,7 @@ def run_explain(args: argparse.Namespace) -> None:
 def write_comparison(explainer: Explainer, image: Path, rgb: np.ndarray, args: argparse.Namespace) -> None:
     """`--compare`: each method's map of one class, in one picture and one .npy."""
     from ..images.compare import compare_grid
+    from ..images.legend import with_legend
     from ..images.overlay import output_paths, write_pair
 
     target = args.target[0] if args.target else None
@@ -86,6 +92,8 @@ def write_comparison(explainer: Explainer, image: Path, rgb: np.ndarray, args: a
     first = results[0]
     grid = compare_grid(rgb, f"class {first.target} {first.label} p={first.score:.3f}",
                         [(f"{r.method} {r.seconds:.1f}s", r.saliency) for r in results])
+    if args.legend:
+        grid = with_legend(grid, None)
     png_path, npy_path = output_paths(image, args.out, COMPARE_SUFFIX)
     write_pair(grid, np.stack([r.saliency for r in results]), png_path, npy_path)
     if args.json:

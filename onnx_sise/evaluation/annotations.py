@@ -51,7 +51,9 @@ MAX_BOXES = 1000  # per image
 def load_annotations(path: Path, images: Path, num_classes: int, need_truth: bool) -> list[Annotation]:
     """Every entry checked by type and against the images before any work: files exist
     inside the images directory and decode, boxes lie inside their image, classes are in
-    range. Any fault of the file is an AnnotationError (or the ImageError of a photo)."""
+    range. Any fault of the file is an AnnotationError (or the ImageError of a photo).
+    need_truth: ground-truth metrics are asked for, so at least one image must have boxes
+    or a mask; they are measured on the images that have them."""
     entries = _entries(path)
     annotations = []
     for n, entry in enumerate(entries):
@@ -67,9 +69,10 @@ def load_annotations(path: Path, images: Path, num_classes: int, need_truth: boo
         annotation = Annotation(file, target, size, _boxes(entry, size, where), mask)
         if mask is not None:
             ground_truth(annotation, where)  # the mask decodes and has the image's size
-        if need_truth and not annotation.has_truth:
-            raise AnnotationError(f"{where} has no boxes or mask, which the ground-truth metrics need")
         annotations.append(annotation)
+    if need_truth and not any(a.has_truth for a in annotations):
+        raise AnnotationError(f"no image of {path} has boxes or a mask, which the ground-truth metrics need: add "
+                              "them, or choose model-truth metrics only (--metrics drop,increase,deletion,insertion)")
     return annotations
 
 

@@ -6,7 +6,8 @@ Annotation file (JSON):
                  "mask": "coffee_mask.png"}]}           # non-zero = object; optional
 `file` and `mask` are relative to the images directory and stay inside it. The ground
 truth G is the union of the boxes and the mask (non-zero in any channel); ground-truth
-metrics need at least one of them. `--steps` is at most the model's pixel count.
+metrics are measured on the images that have one of them (at least one must), model-truth
+metrics on every image. `--steps` is at most the model's pixel count.
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ from ..explainer import Explainer
 from ..images.decode import read_rgb
 from ..methods import METHODS
 from .annotations import Annotation, AnnotationError, ground_truth, short
-from .registry import GROUND, METRICS, MODEL
+from .registry import GROUND, METRICS, MODEL, Metric
+from .statistics import bootstrap_interval
 
 
 def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: Sequence[str],
              metric_names: Sequence[str], steps: int = 100, on_image: Callable[[str], None] = lambda s: None,
              **options: object) -> dict[str, dict[str, object]]:
-    """{method: {"metrics": {name: value}, "seconds_per_image", "passes_per_image", "images": [...]}};
-    percentages for EBPG, mIoU, Bbox, pointing game, Drop and Increase, AUCs as fractions."""
+    """{method: {"metrics": {name: mean}, "intervals": {name: [low, high]}, "seconds_per_image",
+    "passes_per_image", "images": [per-image rows]}}; percentages for EBPG, mIoU, Bbox, pointing
+    game, Drop and Increase, AUCs as fractions; intervals are 95 % bootstrap intervals of the
+    means (statistics.bootstrap_interval)."""
     _check_arguments(explainer, annotations, methods, metric_names, on_image)
     spec = explainer.info.input
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= spec.height * spec.width:
         raise OptionError(f"steps must be an integer in [1, {spec.height * spec.width}] (the model's pixel count: "
                           f"more steps change nothing), got {steps!r}")
-    model = explainer.model
     chosen = [METRICS[m] for m in metric_names]
     report: dict[str, dict[str, object]] = {}
     for method in methods:
@@ -47,28 +50,48 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
                 raise AnnotationError(f"{item.file} changed since the annotations were checked (now "
                                       f"{rgb.shape[1]}x{rgb.shape[0]}, was {item.size[1]}x{item.size[0]}): run again")
             result = explainer.explain(rgb, target=item.target, method=method, **options)
-            row: dict[str, object] = {"file": item.file.name, "target": item.target, "seconds": result.seconds,
-                                      "passes": result.passes}
-            if any(m.truth == GROUND for m in chosen):
-                truth = ground_truth(item, str(item.file))
-                row.update({m.name: m.compute(result.saliency, truth) for m in chosen if m.truth == GROUND})
-            if any(m.truth == MODEL for m in chosen):
-                x, _ = explainer.preprocess(rgb)
-                small = cv2.resize(result.saliency, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-
-                def psi(batch: np.ndarray, target: int = item.target) -> np.ndarray:
-                    return model.batch_scores(np.ascontiguousarray(batch, dtype=np.float32), [target])[:, 0]
-
-                row.update({m.name: m.compute(psi, x, small, steps, spec.layout, explainer.batch_size)
-                            for m in chosen if m.truth == MODEL})
-            rows.append(row)
-        report[method] = {
-            "metrics": {m: _aggregate(m, [r[m] for r in rows]) for m in metric_names},
-            "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
-            "passes_per_image": float(np.mean([r["passes"] for r in rows])),
-            "images": rows,
-        }
+            rows.append({"file": item.file.name, "target": item.target, "seconds": result.seconds,
+                         "passes": result.passes, **map_metrics(explainer, item, rgb, result.saliency, chosen, steps)})
+        report[method] = summarised(rows, metric_names)
     return report
+
+
+def summarised(rows: Sequence[dict[str, object]], metric_names: Sequence[str]) -> dict[str, object]:
+    """One method's entry of the report from its per-image rows (each with "seconds",
+    "passes" and the value of every metric it was measured on: ground-truth metrics only on
+    images with boxes or a mask): means, 95 % intervals, images measured, cost per image,
+    the rows."""
+    values = {m: np.asarray([r[m] for r in rows if m in r], dtype=np.float64) for m in metric_names}
+    return {
+        "metrics": {m: _scaled(m, float(values[m].mean())) for m in metric_names},
+        "intervals": {m: [_scaled(m, end) for end in bootstrap_interval(values[m])] for m in metric_names},
+        "images_measured": {m: int(values[m].size) for m in metric_names},
+        "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
+        "passes_per_image": float(np.mean([r["passes"] for r in rows])),
+        "images": list(rows),
+    }
+
+
+def map_metrics(explainer: Explainer, item: Annotation, rgb: np.ndarray, saliency: np.ndarray,
+                chosen: Sequence[Metric], steps: int) -> dict[str, float | bool]:
+    """Every metric of `chosen` for one map (H, W) of the photo `rgb` (the annotation's
+    file, decoded): ground-truth metrics at the photo's size (when the image has boxes or a
+    mask), model-truth ones on the model input with the map resized to it."""
+    values: dict[str, float | bool] = {}
+    if item.has_truth and any(m.truth == GROUND for m in chosen):
+        truth = ground_truth(item, str(item.file))
+        values.update({m.name: m.compute(saliency, truth) for m in chosen if m.truth == GROUND})
+    if any(m.truth == MODEL for m in chosen):
+        spec = explainer.info.input
+        x, _ = explainer.preprocess(rgb)
+        small = cv2.resize(saliency, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+
+        def psi(batch: np.ndarray, target: int = item.target) -> np.ndarray:
+            return explainer.model.batch_scores(np.ascontiguousarray(batch, dtype=np.float32), [target])[:, 0]
+
+        values.update({m.name: m.compute(psi, x, small, steps, spec.layout, explainer.batch_size)
+                       for m in chosen if m.truth == MODEL})
+    return values
 
 
 def _check_arguments(explainer: object, annotations: object, methods: object, metric_names: object,
@@ -89,8 +112,7 @@ def _list_of(value: object, kind: type) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(v, kind) for v in value)
 
 
-def _aggregate(name: str, values: list) -> float:
-    mean = float(np.mean(np.asarray(values, dtype=np.float64)))
-    return 100.0 * mean if METRICS[name].percent else mean
+def _scaled(name: str, value: float) -> float:
+    return 100.0 * value if METRICS[name].percent else value
 
 

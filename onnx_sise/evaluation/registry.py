@@ -16,13 +16,15 @@ class Metric:
     the papers' tables. truth GROUND: compute(saliency (H, W), truth (H, W) bool) at the
     photo's size; truth MODEL: compute(scores, image, saliency, steps, layout, batch) on the
     model input, with `scores` a function from a batch of inputs to Psi of the explained
-    class. percent: its mean over the images is reported in percent, else as it is."""
+    class. percent: its mean over the images is reported in percent, else as it is.
+    higher_is_better: which way a method wins (False for Drop and deletion AUC)."""
 
     name: str
     title: str
     truth: str
     compute: Callable[..., float | bool]
     percent: bool = True
+    higher_is_better: bool = True
 
     def __post_init__(self) -> None:
         if self.truth not in (GROUND, MODEL):

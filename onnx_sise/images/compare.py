@@ -8,28 +8,19 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .legend import captioned
 from .overlay import overlay
 
 TILE_WIDTH = 320
-CAPTION_HEIGHT = 28
 TILES_PER_ROW = 4
 GAP = 6
-
-
-def caption_text(text: str) -> str:
-    """`text` as OpenCV's Hershey fonts can draw it: printable ASCII, other characters as '?'."""
-    return "".join(c if " " <= c <= "~" else "?" for c in text)[:60]
 
 
 def captioned_tile(rgb: np.ndarray, caption: str, width: int = TILE_WIDTH) -> np.ndarray:
     """`rgb` resized to `width` (aspect kept) under a white strip holding `caption`."""
     height = max(1, round(rgb.shape[0] * width / rgb.shape[1]))
     shrink = cv2.INTER_AREA if width < rgb.shape[1] else cv2.INTER_LINEAR
-    tile = np.full((CAPTION_HEIGHT + height, width, 3), 255, np.uint8)
-    tile[CAPTION_HEIGHT:] = cv2.resize(rgb, (width, height), interpolation=shrink)
-    cv2.putText(tile, caption_text(caption), (6, CAPTION_HEIGHT - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    return tile
+    return captioned(cv2.resize(rgb, (width, height), interpolation=shrink), caption)
 
 
 def compare_grid(rgb: np.ndarray, photo_caption: str, maps: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:

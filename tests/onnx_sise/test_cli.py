@@ -224,6 +224,27 @@ def test_compare_writes_one_picture_and_the_maps_of_every_method(lite0_path: Pat
                             "--out", out_dir), "unknown lime", out_dir)
 
 
+def test_legend_frames_the_overlay_with_a_colour_bar_and_a_caption(lite0_path: Path, photos: Path,
+                                                                   tmp_path: Path) -> None:
+    from onnx_sise.images.legend import BAR_MARGIN, BAR_WIDTH, CAPTION_HEIGHT
+    from onnx_sise.images.overlay import overlay
+
+    plain, framed = tmp_path / "plain", tmp_path / "framed"
+    for out, extra in ((plain, []), (framed, ["--legend"])):
+        done = run_cli("explain", lite0_path, photos / "coffee.png", "--method", "gradcam", "--out", out, *extra)
+        assert done.returncode == 0, done.stderr
+    picture = cv2.imread(str(framed / "coffee.gradcam.png"))[..., ::-1]
+    assert picture.shape == (CAPTION_HEIGHT + 400, 600 + BAR_WIDTH + BAR_MARGIN, 3)
+    saliency = np.load(framed / "coffee.gradcam.npy")
+    np.testing.assert_array_equal(saliency, np.load(plain / "coffee.gradcam.npy"))
+    rgb = cv2.imread(str(photos / "coffee.png"))[..., ::-1]
+    np.testing.assert_array_equal(picture[CAPTION_HEIGHT:, :600], overlay(rgb, saliency))
+    compared = tmp_path / "compared"
+    done = run_cli("explain", lite0_path, photos / "coffee.png", "--compare", "gradcam", "--legend", "--out", compared)
+    assert done.returncode == 0, done.stderr
+    assert cv2.imread(str(compared / "coffee.compare.png")).shape == (28 + 213, 2 * 320 + 6 + BAR_WIDTH + BAR_MARGIN, 3)
+
+
 def test_export_zoo_from_the_shell_finds_the_export_package_by_entry_point(photos: Path, tmp_path: Path) -> None:
     """The runtime never imports the export package by name: `export --zoo` loads its
     entry point; without torch that fails in one line, with it the model explains."""

@@ -55,7 +55,7 @@ def test_evaluate_writes_table_json_and_csv(lite0_path: Path, images: Path, tmp_
     ({"file": "missing.png", "target": 967, "boxes": [[0, 0, 10, 10]]}, "not found"),
     ({"file": "coffee.png", "target": 967, "boxes": [[500, 10, 700, 100]]}, "lies outside the 600x400 image"),
     ({"file": "coffee.png", "target": 1000, "boxes": [[0, 0, 10, 10]]}, "class 1000 is unknown"),
-    ({"file": "coffee.png", "target": 967}, "has no boxes or mask"),
+    ({"file": "coffee.png", "target": 967}, "has boxes or a mask, which the ground-truth metrics need"),
     ({"file": "coffee.png", "target": 967, "boxes": [[1, 2, 3]]}, "is not [x0, y0, x1, y1]"),
 ])
 def test_bad_annotations_fail_with_one_line(lite0_path: Path, images: Path, tmp_path: Path, entry: dict,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx_sise.images.compare import CAPTION_HEIGHT, GAP, TILE_WIDTH, caption_text, compare_grid
+from onnx_sise.images.compare import GAP, TILE_WIDTH, compare_grid
+from onnx_sise.images.legend import CAPTION_HEIGHT
 from onnx_sise.images.overlay import overlay
 
 
@@ -22,8 +23,3 @@ def test_grid_holds_the_photo_and_each_overlay_in_rows_of_four() -> None:
     expected = cv2.resize(overlay(rgb, maps[3][1]), (TILE_WIDTH, 160), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(first - expected).max() == 0
     assert (grid[tile_height + GAP:, 2 * (TILE_WIDTH + GAP):] == 255).all()  # no tile after the sixth
-
-
-def test_captions_are_drawn_in_ascii() -> None:
-    assert caption_text("caf\u00e9 \x1b[31m") == "caf? ?[31m"
-    assert len(caption_text("x" * 500)) == 60

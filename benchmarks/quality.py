@@ -1,0 +1,125 @@
+"""Are our maps better? Every method x every metric on the photo set, with 95 % bootstrap
+intervals and paired wins/losses, then the fusion study (benchmarks/fusion_study.py).
+
+    python benchmarks/quality.py [--model lite0.sise.onnx] [--photos N] [--methods a,b,...]
+                                 [--parts methods,fusion] [--steps 100] [--rise-masks 2000]
+                                 [--work DIR]
+
+`make quality` runs it with the defaults. Each method's report is kept in --work (default
+~/.cache/onnx_sise/quality, keyed by method, options and photo set), so a run cut off goes
+on where it stopped. Appends its tables and the command to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean
+
+import onnxruntime as ort
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_preparation import machine  # noqa: E402
+from evaluate_real_photos import SOURCES, photos_and_model  # noqa: E402
+from fusion_study import VARIANTS, study  # noqa: E402
+
+from onnx_sise import Explainer  # noqa: E402
+from onnx_sise.evaluation import METRICS  # noqa: E402
+from onnx_sise.evaluation.annotations import load_annotations  # noqa: E402
+from onnx_sise.evaluation.evaluate import evaluate  # noqa: E402
+from onnx_sise.evaluation.report import paired_table, table  # noqa: E402
+from onnx_sise.methods import METHODS  # noqa: E402
+
+DEFAULT_METHODS = [m for m in METHODS if not m.startswith("ucag-")] + ["ucag-gradcam", "ucag-sise"]
+FAITHFULNESS = ["deletion", "insertion", "drop", "increase"]
+
+
+def prepared(folder: Path, model: Path | None, limit: int | None) -> tuple[Path, Path, Path]:
+    """(photos folder, annotation file, explainable Lite0) of the photo set's first `limit` photos."""
+    listed = json.loads((HERE / "real_photos.json").read_text())["images"][:limit]
+    photos, model = photos_and_model(folder, [entry["file"] for entry in listed if entry["file"] in SOURCES], model)
+    annotations = folder / "annotations.json"
+    annotations.write_text(json.dumps({"images": listed}))
+    return photos, annotations, model
+
+
+def cached_report(work: Path, key: dict, compute) -> dict:  # noqa: ANN001
+    """compute()'s result, kept in `work` under a hash of `key`."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = work / f"{key['part']}-{digest}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    path.write_text(json.dumps(result))
+    return result
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
+    parser.add_argument("--photos", type=int, default=None, help="use the first N photos (default: all)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="methods to compare")
+    parser.add_argument("--parts", default="methods,fusion", help="methods, fusion (default: both)")
+    parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
+    parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "onnx_sise" / "quality")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    methods = args.methods.split(",")
+    parts = args.parts.split(",")
+    metric_names = list(METRICS)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        photos, annotations_file, model = prepared(Path(tmp), args.model, args.photos)
+        annotations = load_annotations(annotations_file, photos, 1000, need_truth=True)
+        explainer = Explainer(model)
+        photo_key = sorted((a.file.name, a.target) for a in annotations)
+        sections = []
+        if "methods" in parts:
+            report = {}
+            for method in methods:
+                options = {"rise_masks": args.rise_masks} if method.endswith("rise") else {}
+                key = {"part": "methods", "method": method, "options": options, "steps": args.steps,
+                       "photos": photo_key}
+                print(f"{method} ...", flush=True)
+                report.update(cached_report(args.work, key, lambda m=method, o=options: evaluate(
+                    explainer, annotations, [m], metric_names, steps=args.steps, **o)))
+            sections.append(f"### Every method, {len(annotations)} photos: mean [95 % bootstrap interval]\n\n"
+                            f"{table(report, metric_names)}\n")
+            for reference in ("sise", "gradcam"):
+                if reference in report:
+                    sections.append(f"### Paired, photo by photo: wins-losses against {reference}\n\n"
+                                    f"{paired_table(report, metric_names, reference)}\n")
+        if "fusion" in parts:
+            key = {"part": "fusion", "variants": [str(v) for v in VARIANTS], "steps": args.steps,
+                   "photos": photo_key}
+            fusion = cached_report(args.work, key, lambda: study(explainer, annotations, metric_names, args.steps))
+            sections.append(f"### Fusion study, {len(annotations)} photos (benchmarks/fusion_study.py)\n\n"
+                            f"{table(fusion, metric_names)}\n\nExact zeros in the map (mean over photos): "
+                            + "; ".join(f"{name}: {100 * mean(r['zeros'] for r in entry['images']):.0f} %"
+                                        for name, entry in fusion.items()) + "\n")
+            for method in ("sise", "ada-sise"):
+                reference = f"{method}, {VARIANTS[0].name}"
+                subset = {name: entry for name, entry in fusion.items() if name.startswith(method + ",")}
+                sections.append(f"### Fusion, paired against {reference}\n\n"
+                                f"{paired_table(subset, metric_names, reference)}\n")
+    header = (f"EfficientNet-Lite0 (real ImageNet weights); {machine()}; CPUExecutionProvider, onnxruntime "
+              f"{ort.__version__}, {platform.python_version()}; {len(annotations)} photos "
+              f"(benchmarks/PHOTOS.md); total {time.perf_counter() - started:.0f} s")
+    command = " ".join(["python benchmarks/quality.py", *sys.argv[1:]])
+    text = f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\n{header}\n\n" + "\n".join(sections)
+    with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
+        handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    run()
