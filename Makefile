@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 ARTIFACTS ?= artifacts
 PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'coffee.png'))")
 
-.PHONY: demo test install check-no-cuda bench clean
+.PHONY: demo test install check-no-cuda bench quality clean
 
 $(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h) $(shell find onnx_sise export -name '*.py')
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,13 @@ bench: install
 	$(PY) benchmarks/bench_levers.py
 	$(PY) benchmarks/bench_preparation.py
 	$(PY) benchmarks/ada_vs_sise.py
-	$(PY) benchmarks/evaluate_real_photos.py
 	$(PY) benchmarks/evaluate_refinements.py
+
+# Are our maps better? Every method x metric on the 34 photos of benchmarks/photo_set.py
+# with intervals, the fusion study, the sanity checks and the stability study -> RESULTS.md.
+quality: install
+	$(PY) -m pip install --quiet ".[bench]"
+	$(PY) benchmarks/quality.py
 
 clean:
 	rm -rf build $(VENV) $(ARTIFACTS)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import onnxruntime as ort
-from evaluate_real_photos import HERE, model_or_export
 from photo_set import FIRST_FIVE, MANIFEST, manifest, photo_set
+from quality import HERE, model_or_export
 
 from onnx_sise.cli import main
 from onnx_sise.evaluation.report import table

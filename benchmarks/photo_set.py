@@ -32,8 +32,8 @@ import numpy as np
 
 from onnx_sise.errors import SiseError
 from onnx_sise.files.writing import write_atomically
-from onnx_sise.images.compare import caption_text
 from onnx_sise.images.decode import read_rgb
+from onnx_sise.images.legend import caption_text
 from onnx_sise.images.overlay import encode_png
 from onnx_sise.model.cache import default_cache_dir
 
