@@ -24,10 +24,13 @@ Eigen-CAM (Muhammad and Yeasin, IJCNN 2020): no gradient and no class: the activ
   is X v_1 (the projection on the first principal component), M = ReLU(X v_1).
   The sign of v_1 is arbitrary (SVD gives -v_1 as well): we take the v_1 with
   sum_k v_1(k) >= 0, the one whose map correlates positively with the centred total
-  activation t = X 1 = sum_k A_k (their product is (X v_1) . (X 1) = s_1^2 sum_k v_1(k)). The peer
-  (pytorch-grad-cam 1.5.7, get_2d_projection) takes whatever sign LAPACK returns. It
-  centres the columns before the SVD (its comment: else the map comes out negative), and
-  we follow it there.
+  activation X 1 (sum_k A_k): (X v_1) . (X 1) = s_1^2 sum_k v_1(k). The peer
+  (pytorch-grad-cam 1.5.7, get_2d_projection) keeps whatever sign LAPACK returns, so its
+  map can be the ReLU of the other half (Lite0, block3, chelsea.png: r = -0.46 with ours).
+  It centres the columns before the SVD (its comment: else the map comes out negative),
+  and we follow it there.
+At a tap followed only by global average pooling and one linear layer (Lite0's deepest),
+g_k = w_ck / Z everywhere, so Grad-CAM, XGrad-CAM and HiResCAM give the same map there.
 
 The peer's ReLU is part of each method here (as eq. 3). Its min-max normalisation and
 its upsampling to the input are presentation: our maps stay at the tap's size, as
