@@ -124,7 +124,7 @@ def test_cams_equal_pytorch_grad_cam_at_the_deepest_tap(lite0_path: Path, lite0_
     for method in PEER_CLASSES:
         theirs = peer_map(grad_cam, method, model, tap, x, target)
         r[method] = reference.pearson(our_map(explainer, photos / photo, method, target, None, theirs.shape), theirs)
-    print(photo, {method: round(value, 5) for method, value in r.items()})
+    print(photo, {method: f"{value:.6f}" for method, value in r.items()})
     assert min(r.values()) >= 0.99, r
 
 
@@ -143,7 +143,7 @@ def test_cams_equal_pytorch_grad_cam_at_block3(lite0_path: Path, lite0_torch: to
         theirs = peer_map(grad_cam, method, model, tap, x, target)
         r[method] = reference.pearson(our_map(explainer, photos / photo, method, target, "block3", theirs.shape),
                                       theirs)
-    print(photo, "block3", {method: round(value, 5) for method, value in r.items()})
+    print(photo, "block3", {method: f"{value:.6f}" for method, value in r.items()})
     assert min(r.values()) >= 0.99, r
 
 
