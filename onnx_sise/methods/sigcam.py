@@ -40,8 +40,8 @@ PAPER_SETTINGS = IgosSettings()
 
 @dataclass(frozen=True)
 class SigcamOptions:
-    """sigcam_base: the CAM map of the base mask (wgradcam for SIGCAM, gradcam or
-    gradcam++ for other AOP instances, none for plain I-GOS), at `layer`; sigcam_theta,
+    """sigcam_base: the CAM map of the base mask (wgradcam for SIGCAM, another CAM method
+    of methods/cam.py for other AOP instances, none for plain I-GOS), at `layer`; sigcam_theta,
     sigcam_lambda: eq. 5 (ImageNet values); sigcam_iterations, sigcam_warmup (iterations
     against the light blur), sigcam_steps (integration points), sigcam_l1, sigcam_tv:
     eq. 6 and I-GOS; sigcam_noise: std of the integration noise in units of the 0..1

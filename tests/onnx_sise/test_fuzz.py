@@ -30,6 +30,7 @@ from onnx_sise.cli.arguments import UsageError, build_parser, class_ids, size_pa
 from onnx_sise.images.decode import decode_rgb
 from onnx_sise.images.model_input import model_input
 from onnx_sise.methods import checked
+from onnx_sise.methods.cam import CAM_METHODS
 from onnx_sise.model.external_data import external_data_locations
 from onnx_sise.model.info import InputSpec, ModelInfo, Tap
 from onnx_sise.model.protobuf import MalformedModel
@@ -242,7 +243,7 @@ def test_method_options_are_checked(options: dict, method: str) -> None:
 
 
 @FUZZ
-@given(st.sampled_from(["gradcam", "gradcam++", "wgradcam"]), ANY_VALUE, ANY_VALUE)
+@given(st.sampled_from(CAM_METHODS), ANY_VALUE, ANY_VALUE)
 def test_explain_arguments_end_in_a_map_or_a_sise_error(explainer: Explainer, method: str, target: object,
                                                         layer: object) -> None:
     image = np.full((20, 30, 3), 120, np.uint8)
