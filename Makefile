@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet ".[export,test]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
+	# The peers the tests compare with, without their declared dependencies (torchvision, numpy 1.x, openvino-dev)
+	$(PY) -m pip install --quiet --no-deps "grad-cam==1.5.7" "openvino==2025.4.1" "openvino-xai==1.1.0"
 	touch $@
 
 install: $(VENV)/.installed
