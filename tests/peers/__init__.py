@@ -22,6 +22,9 @@ def _stand_in(name: str) -> ModuleType:
     module = ModuleType(name)
 
     def missing(attribute: str) -> object:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+
         def call(*args: object, **kwargs: object) -> object:
             raise RuntimeError(f"{name}.{attribute} is a test stand-in: install {name.split('.')[0]} to use it")
         return call

@@ -2,22 +2,19 @@
 EfficientNet-Lite0 and real photos: pytorch-grad-cam's AblationCAM (on the eager torch
 network after the tap: it ablates the tap's output, so it sees exactly the tap tensor)
 and OpenVINO XAI's white-box ReciproCAM (on the plain scoring graph of the same ONNX in
-OpenVINO, its target layer the node that makes the tap tensor)."""
+OpenVINO, its target layer the node that makes the tap tensor; conftest.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import reference
 import torch
-from onnx import TensorProto, helper
 from peers import peer
 
 from onnx_sise import Explainer, OptionError
-from onnx_sise.model.head import tap_tensor
 
 PHOTOS = [("coffee.png", 967), ("chelsea.png", 285)]
 
@@ -66,45 +63,17 @@ def test_ablation_cam_equals_pytorch_grad_cam(lite0_path: Path, lite0_torch: tor
     assert result.details["ablation_value"] == 0.0  # the tap follows a ReLU6
 
 
-def _plain_scoring_graph(explainable: Path, out: Path) -> Path:
-    """The scoring graph of the explainable ONNX alone: masked_batch -> batch_scores (Psi)."""
-    model = onnx.load(str(explainable))
-    nodes = [n for n in model.graph.node if n.op_type != "If"]
-    used = {i for n in nodes for i in n.input}
-    weights = [t for t in model.graph.initializer if t.name in used and t.name != "masked_batch"]
-    graph = helper.make_graph(
-        nodes, "plain", [helper.make_tensor_value_info("masked_batch", TensorProto.FLOAT, ["N", 3, 224, 224])],
-        [helper.make_tensor_value_info("batch_scores", TensorProto.FLOAT, ["N", 1000])], weights)
-    plain = helper.make_model(graph, opset_imports=list(model.opset_import))
-    plain.ir_version = model.ir_version
-    onnx.save(plain, str(out))
-    return out
-
-
-@pytest.fixture(scope="module")
-def openvino_lite0(lite0_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, str]:
-    """Lite0's scoring graph in OpenVINO, and the name of its node that makes the deepest tap."""
-    peer("openvino_xai")
-    import openvino
-
-    plain = _plain_scoring_graph(lite0_path, tmp_path_factory.mktemp("openvino") / "lite0.onnx")
-    model = openvino.Core().read_model(str(plain))
-    explainable = onnx.load(str(lite0_path), load_external_data=False)
-    tensor, _ = tap_tensor(explainable.graph, Explainer(lite0_path).info.taps[-1], str(lite0_path))
-    layer = next(op.get_friendly_name() for op in model.get_ordered_ops()
-                 if any(tensor in output.get_names() for output in op.outputs()))
-    return model, layer
-
-
 @pytest.mark.parametrize("photo,target", PHOTOS)
-def test_reciprocam_equals_openvino_xai(lite0_path: Path, openvino_lite0: tuple[object, str], photos: Path,
-                                        photo: str, target: int) -> None:
+def test_reciprocam_equals_openvino_xai(lite0_path: Path, openvino_lite0: tuple, photos: Path, photo: str,
+                                        target: int) -> None:
     from openvino_xai.methods.white_box.recipro_cam import ReciproCAM
 
-    model, layer = openvino_lite0
+    model, layer, compile_f32 = openvino_lite0
     explainer = Explainer(lite0_path)
     x, _ = explainer.preprocess(photos / photo)
-    theirs = ReciproCAM(model, target_layer=layer).generate_saliency_map(x[None])[0, target]  # 0..255, 7 x 7
+    recipro = ReciproCAM(model, target_layer=layer, prepare_model=False)
+    recipro._model_compiled = compile_f32(recipro.prepare_model(load_model=False))  # its graph with the XAI branch
+    theirs = recipro.generate_saliency_map(x[None])[0, target]  # 0..255, 7 x 7
     result = explainer.explain(photos / photo, target=target, method="reciprocam")
     (ours,) = result.block_maps.values()
     assert ours.shape == theirs.shape == (7, 7)
