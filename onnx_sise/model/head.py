@@ -110,19 +110,19 @@ def cut_head(model: onnx.ModelProto, tap: Tap, batch_scores: str, source: str) -
 
 @dataclass(frozen=True)
 class Head:
-    """The head of `model` at tap `index` in onnxruntime."""
+    """A model's head at one tap in onnxruntime (no reference to the model: the cache below
+    holds heads by weak reference to their model)."""
 
-    model: ExplainableModel
-    index: int
     session: ort.InferenceSession
+    classes: int
+    source: str
 
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """y and Psi (B, classes) each, for feature maps (B, N, h, w) of the tap."""
         logits, scores = run(self.session, [LOGITS, SCORES], {FEATURES: np.ascontiguousarray(features, np.float32)},
-                             self.model.source)
-        classes = self.model.info.num_classes
-        expect_shape(logits, (features.shape[0], classes), LOGITS, self.model.source)
-        expect_shape(scores, (features.shape[0], classes), SCORES, self.model.source)
+                             self.source)
+        expect_shape(logits, (features.shape[0], self.classes), LOGITS, self.source)
+        expect_shape(scores, (features.shape[0], self.classes), SCORES, self.source)
         return logits, scores
 
 
@@ -150,8 +150,8 @@ def _open(model: ExplainableModel, index: int) -> Head:
     except Exception as exc:  # protobuf's DecodeError
         raise ModelError(f"{model.source} is not a loadable ONNX model ({str(exc)[:120]})") from None
     cut = cut_head(proto, tap, model.info.graph.batch_scores, model.source)
-    head = Head(model, index, open_session(cut.SerializeToString(), f"the head of {model.source} at {tap.name}",
-                                           model.options, model.providers))
+    head = Head(open_session(cut.SerializeToString(), f"the head of {model.source} at {tap.name}", model.options,
+                             model.providers), model.info.num_classes, model.source)
     probe = np.random.default_rng(PROBE_SEED).normal(size=image_dims(model.info.input, 1)[1:]).astype(np.float32)
     logits, activations = model.logits_and_activations(probe)
     ours, _ = head(activations[index][None])

@@ -70,3 +70,18 @@ def test_a_tap_bypassed_by_a_skip_connection_has_no_head(tmp_path: Path) -> None
     assert np.allclose(ours[0], logits, atol=1e-5)
     with pytest.raises(OptionError, match="block0 has no head"):
         explainer.explain(np.zeros((8, 8, 3), np.uint8), method="ablation-cam", layer="block0")
+
+
+def test_a_head_is_kept_no_longer_than_its_model(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    from onnx_sise.model import head
+
+    prepare_onnx(_skip_model(tmp_path / "skip.onnx"), tmp_path / "skip.sise.onnx", taps=("b", "e"))
+    model = Explainer(tmp_path / "skip.sise.onnx").model
+    head_of(model, 1)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None and len(head._heads) == 0
