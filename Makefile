@@ -11,13 +11,14 @@ PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname
 
 # The last pip line installs the peers the tests compare our methods with (tests/peers)
 # without their declared dependencies: those pull torchvision (CUDA builds on PyPI, which
-# fail against CPU torch; tests/peers stubs the names they import) and would replace torch.
+# fail against CPU torch; tests/peers stands in for the names they import), numpy 1.x and
+# openvino-dev. openvino 2025.4 is the last with openvino.runtime, which openvino-xai imports.
 $(VENV)/.installed: Makefile pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.h) $(shell find onnx_sise export -name '*.py')
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet ".[export,test]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
-	$(PY) -m pip install --quiet --no-deps "grad-cam==1.5.7" "ttach==0.0.3" "tqdm==4.70.1"
+	$(PY) -m pip install --quiet --no-deps "grad-cam==1.5.7" "openvino==2025.4.1" "openvino-xai==1.1.0"
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,7 +4,7 @@ one MethodResult per target. Importing a method's module registers it; UCAG refi
 method registered before it, so it comes last."""
 
 # isort: off
-from . import sise, cam, perturbation, sigcam  # noqa: F401  (they register, in this order)
+from . import sise, cam, perturbation, sigcam, feature_perturbation, aise  # noqa: F401  (they register, in order)
 from . import ucag  # noqa: F401  (refines the methods above: last)
 # isort: on
 from .context import Context

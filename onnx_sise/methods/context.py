@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import kernels
 from ..cancel import NEVER, Cancellation
+from ..model.head import head_of
 from ..model.session import BlockFeatures, ExplainableModel
 from ..progress import Progress, no_progress
 
@@ -29,7 +30,8 @@ class Context:
     buffer and the feature cache are never shared between threads. `cancellation` is
     checked before every gradient call and every batch of masked passes. With
     `io_binding`, SISE's masked passes run through onnxruntime IO binding on the
-    session's device (methods/sise/io_binding.py)."""
+    session's device (methods/sise/io_binding.py). `head_passes` counts the feature
+    maps run through a tap's head (`head_outputs`), apart from the masked passes."""
 
     model: ExplainableModel
     image: np.ndarray
@@ -38,6 +40,7 @@ class Context:
     progress: Progress = no_progress
     prefetch: bool = False
     passes: int = 0
+    head_passes: int = 0
     io_binding: IoBindingPipeline | None = None
     cancellation: Cancellation = NEVER
     _cache: dict[tuple[int, str], list[BlockFeatures]] = field(default_factory=dict)
@@ -80,6 +83,21 @@ class Context:
             scores = self.model.batch_scores(self.batch[:count], self.targets)
             self.passes += count
             yield masks, payload, scores
+
+    def head_outputs(self, index: int, chunks: Iterable[tuple[np.ndarray, Payload]]
+                     ) -> Iterator[tuple[np.ndarray, Payload, np.ndarray, np.ndarray]]:
+        """Feature-map passes through the head of tap `index` (model/head.py): for each
+        (feature maps (b, N, h, w), payload) yields the maps, the payload, and the raw
+        outputs y and Psi of every target, (b, T) each. Cancellation is checked per chunk."""
+        head = head_of(self.model, index)
+        for features, payload in chunks:
+            count = features.shape[0]
+            if count == 0:
+                continue
+            self.cancellation.check(self.passes + self.head_passes)
+            logits, scores = head(features)
+            self.head_passes += count
+            yield features, payload, logits[:, self.targets], scores[:, self.targets]
 
 
 _END = object()

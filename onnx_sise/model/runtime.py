@@ -58,21 +58,30 @@ def open_session(source: Path | bytes, name: str, options: ort.SessionOptions,
     owns all its weights: the file and its external data are read here, checked, and
     handed to onnxruntime from memory: inlined into the model's bytes, or for a model of
     more than 2 GiB in a copy of `options` (so that `options` can serve another model)."""
-    data = source if isinstance(source, bytes) else read_model_file(source, name)
-    files = external_data_files(data, None if isinstance(source, bytes) else source, name)
-    if files:
-        external = read_external_data(files, name)
-        if len(data) + sum(len(contents) for contents in external.values()) <= MAX_MODEL_BYTES:
-            data = inlined_external_data(data, external, name)
-        else:  # too large for one protobuf: onnxruntime's in-memory files (not read by subgraphs)
-            options = copied_options(options)
-            options.add_external_initializers_from_files_in_memory(
-                list(external), list(external.values()), [len(contents) for contents in external.values()])
+    data, external = model_bytes(source, name)
+    if external:  # too large for one protobuf: onnxruntime's in-memory files (not read by subgraphs)
+        options = copied_options(options)
+        options.add_external_initializers_from_files_in_memory(
+            list(external), list(external.values()), [len(contents) for contents in external.values()])
     ort.set_default_logger_severity(QUIET_LOG_SEVERITY)
     try:
         return ort.InferenceSession(data, options, providers=list(providers))
     except Exception as exc:  # onnxruntime's own types, and ValueError for its providers
         raise ModelError(f"{name} is not a loadable ONNX model ({first_line(exc)})") from None
+
+
+def model_bytes(source: Path | bytes, name: str) -> tuple[bytes, dict[str, bytes]]:
+    """The model at `source` (a path or the file's bytes) as bytes with its external data
+    inlined, and no external files; or, for a model of more than 2 GiB, its bytes as they
+    are and the contents of its external data files (location -> bytes)."""
+    data = source if isinstance(source, bytes) else read_model_file(source, name)
+    files = external_data_files(data, None if isinstance(source, bytes) else source, name)
+    if not files:
+        return data, {}
+    external = read_external_data(files, name)
+    if len(data) + sum(len(contents) for contents in external.values()) <= MAX_MODEL_BYTES:
+        return inlined_external_data(data, external, name), {}
+    return data, external
 
 
 def first_line(exc: BaseException) -> str:

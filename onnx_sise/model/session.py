@@ -80,7 +80,8 @@ class ExplainableModel:
             provider = "cuda" if (first if isinstance(first, str) else first[0]) == PROVIDERS["cuda"] else "cpu"
         self.options = options or session_options(threads)
         self.providers = list(providers)
-        self.session = open_session(bytes(path) if in_memory else self.path, self.source, self.options, self.providers)
+        self.data = bytes(path) if in_memory else None  # the model's bytes when given so (model/head.py reads them)
+        self.session = open_session(self.data if in_memory else self.path, self.source, self.options, self.providers)
         self.provider = provider
         metadata = custom_metadata(self.session, self.source)
         if METADATA_KEY not in metadata:
@@ -151,17 +152,34 @@ class ExplainableModel:
                        logit_weights: np.ndarray | None = None) -> list[BlockFeatures]:
         """One gradient call: per tap, A and d(sum_c w_c Psi_c + sum_c u_c y_c)/dA, with
         target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
-        names = self.info.graph
         tap_outputs = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
-        feeds = {names.image: image[None], names.target_weights: target_weights[None], **self._gradient_switch}
-        if logit_weights is not None:
-            feeds[names.logit_weights] = logit_weights[None]
-        outputs = run(self.session, tap_outputs, feeds, self.source)
+        outputs = run(self.session, tap_outputs, self._gradient_feeds(image, target_weights, logit_weights),
+                      self.source)
         n = len(self.info.taps)
         for tap, activations, gradients in zip(self.info.taps, outputs[:n], outputs[n:]):
             expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
             expect_shape(gradients, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
         return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
+
+    def _gradient_feeds(self, image: np.ndarray, target_weights: np.ndarray,
+                        logit_weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        names = self.info.graph
+        feeds = {names.image: image[None], names.target_weights: target_weights[None], **self._gradient_switch}
+        if logit_weights is not None:
+            feeds[names.logit_weights] = logit_weights[None]
+        return feeds
+
+    def logits_and_activations(self, image: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The raw class outputs y (classes,) and every tap's activations (N, h, w) of one
+        preprocessed image, from the gradient sub-graph."""
+        names = self.info.graph
+        zeros = np.zeros(self.info.num_classes, np.float32)
+        outputs = run(self.session, [names.logits, *(t.activation_output for t in self.info.taps)],
+                      self._gradient_feeds(image, zeros, zeros), self.source)
+        expect_shape(outputs[0], (1, self.info.num_classes), names.logits, self.source)
+        for tap, activations in zip(self.info.taps, outputs[1:]):
+            expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
+        return outputs[0][0], [a[0] for a in outputs[1:]]
 
     def batch_scores(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""

@@ -1,38 +1,49 @@
-"""The peers' own code (pytorch-grad-cam, ...) for tests that compare our methods with it.
-
-The peers are installed with --no-deps (Makefile, `install`): their declared dependencies
-would pull torchvision, whose PyPI builds are CUDA builds that fail against our CPU torch,
-and heavy plotting and learning libraries. Their modules import those names at the top
-even where the paths we test never call them, so `peer(name)` imports a peer with the
-import stubs of `stubs/` (torchvision, matplotlib, sklearn: only the names imported, each
-raising if called) behind every real package, then takes the stubs out of sys.path and
-sys.modules again: a real package installed beside them always wins, and no other test
-sees a stub."""
+"""The peers' own code (pytorch-grad-cam, OpenVINO XAI) for tests that compare our
+methods with it. The peers are installed with --no-deps (Makefile, `install`): their
+declared dependencies would pull torchvision (a CUDA build) and plotting and learning
+libraries their modules import at the top, though the paths we test never call them.
+`peer(name)` imports a peer with empty stand-ins for those names where the real package
+is absent, and takes the stand-ins out of sys.modules again."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-STUBS = Path(__file__).resolve().parent / "stubs"
+STAND_INS = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional", "torchvision.ops",
+             "matplotlib", "matplotlib.pyplot", "matplotlib.lines", "sklearn", "sklearn.decomposition")
+
+
+def _stand_in(name: str) -> ModuleType:
+    module = ModuleType(name)
+
+    def missing(attribute: str) -> object:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+
+        def call(*args: object, **kwargs: object) -> object:
+            raise RuntimeError(f"{name}.{attribute} is a test stand-in: install {name.split('.')[0]} to use it")
+        return call
+
+    module.__getattr__ = missing  # type: ignore[method-assign]
+    module.__path__ = []  # a package, so that its sub-modules import
+    return module
 
 
 def peer(name: str) -> ModuleType:
-    """The peer package `name` (e.g. "pytorch_grad_cam"), imported with the stubs as fallback;
-    skips the test when the peer is not installed (a failed import of an installed peer fails)."""
+    """The peer package `name` (e.g. "pytorch_grad_cam"); skips the test when it is not installed."""
     if name in sys.modules:
         return sys.modules[name]
     if importlib.util.find_spec(name) is None:
         pytest.skip(f"peer {name!r} is not installed (make install installs it)")
-    sys.path.append(str(STUBS))
+    added = [n for n in STAND_INS if importlib.util.find_spec(n.split(".")[0]) is None]
+    sys.modules.update({n: _stand_in(n) for n in added})
     try:
         return importlib.import_module(name)
     finally:
-        sys.path.remove(str(STUBS))
-        for module in [m for m, v in sys.modules.items() if str(getattr(v, "__file__", "")).startswith(str(STUBS))]:
-            del sys.modules[module]
+        for n in added:
+            del sys.modules[n]
