@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default: the model's own float32 graph)")
     explain.add_argument("--cache-dir", type=Path, default=None,
                          help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
+    add_resize_option(explain)
     add_method_options(explain)
 
     evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
     evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    add_resize_option(evaluate)
     add_method_options(evaluate)
     evaluate.add_argument("--out", type=Path, default=Path("."),
                           help="directory for evaluation.json and evaluation.csv (default: .)")
@@ -135,6 +137,14 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         kind = {"int": int, "real": float}.get(domain.kind, str)
         group.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name, type=kind, default=option.default,
                            choices=domain.choices or None, help=domain.help + shown)
+
+
+def add_resize_option(parser: argparse.ArgumentParser) -> None:
+    """--resize, from its Domain (methods/options.py RESIZE)."""
+    from ..methods.options import DEFAULT_RESIZE, RESIZE
+
+    parser.add_argument("--resize", choices=RESIZE.choices, default=DEFAULT_RESIZE,
+                        help=f"{RESIZE.help} (default: {DEFAULT_RESIZE})")
 
 
 def evaluate_doc() -> str:

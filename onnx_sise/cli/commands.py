@@ -46,7 +46,7 @@ def run_explain(args: argparse.Namespace) -> None:
         read_rgb(image)
     with output_directory(args.out):
         explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
-                              cache_dir=args.cache_dir, scoring_model=args.scoring_model)
+                              cache_dir=args.cache_dir, scoring_model=args.scoring_model, resize=args.resize)
         if explainer.prepared is not None:
             how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
             say(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
@@ -109,7 +109,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         raise SiseError("--steps and --batch-size must be at least 1")
     for report_path in report_paths(args.out):
         refuse_output_over_inputs(report_path, [*model_files_of(args.model), args.annotations])
-    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
+    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size, resize=args.resize)
     need_truth = any(METRICS[m].truth == GROUND for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
     annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
