@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
     evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     add_resize_option(evaluate)
+    add_stability_option(evaluate)
     add_method_options(evaluate)
     evaluate.add_argument("--out", type=Path, default=Path("."),
                           help="directory for evaluation.json and evaluation.csv (default: .)")
@@ -145,6 +146,14 @@ def add_resize_option(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--resize", choices=RESIZE.choices, default=DEFAULT_RESIZE,
                         help=f"{RESIZE.help} (default: {DEFAULT_RESIZE})")
+
+
+def add_stability_option(parser: argparse.ArgumentParser) -> None:
+    """evaluate --stability (evaluation/stability.py)."""
+    parser.add_argument("--stability", action="store_true",
+                        help="also measure each map's stability under harmless changes (resize method, JPEG at "
+                             "quality 90, a 1-pixel shift): Pearson r, Spearman rho, max-sensitivity; writes "
+                             "stability.json and stability.md (default: off)")
 
 
 def evaluate_doc() -> str:
