@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from evaluate_real_photos import SOURCES
+from evaluate_real_photos import SOURCES, photos_and_model
 from skimage.filters import threshold_otsu
 
 from onnx_sise import Explainer
@@ -144,12 +144,7 @@ def main() -> None:
     parser.add_argument("--methods", default="sise,ada-sise", help="sise, ada-sise or both (default: both)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            from onnx_sise_export import export_zoo
-
-            model = Path(tmp) / "lite0.sise.onnx"
-            export_zoo("efficientnet-lite0", str(model))
+        _, model = photos_and_model(Path(tmp), [], args.model)
         explainer = Explainer(model)
         rgb = read_rgb(SOURCES[args.photo])
         for method in args.methods.split(","):
