@@ -1,8 +1,8 @@
 """Stability of each method's map under harmless changes (resize method, JPEG at quality
 90, a 1-pixel shift; onnx_sise/evaluation/stability.py) on the photos of
 benchmarks/real_photos.json, EfficientNet-Lite0; and, for SISE and Ada-SISE with the
-fusion's soft gate (the robustness lever of docs/design.md section 6), the faithfulness
-metrics beside the hard gate's.
+fusion's soft gate and / or the soft selection (the robustness options of docs/design.md
+section 6), their stability and the faithfulness metrics beside the papers' defaults.
 
     python benchmarks/stability.py [--model lite0.sise.onnx] [--photos 3] [--rise-masks 2000]
 
@@ -31,7 +31,9 @@ from onnx_sise.evaluation.stability import evaluate_stability, stability_table
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("gradcam", "gradcam++", "wgradcam", "score-cam", "rise", "sise", "ada-sise")
-SOFT = ("sise", "ada-sise")  # also run with fusion="soft"
+SOFT = ("sise", "ada-sise")  # also run with the robustness options
+VARIANTS = {"": {}, " --fusion soft": {"fusion": "soft"}, " --sise-selection soft": {"sise_selection": "soft"},
+            " --fusion soft --sise-selection soft": {"fusion": "soft", "sise_selection": "soft"}}
 
 
 def main() -> None:
@@ -51,14 +53,14 @@ def main() -> None:
         annotations = load_annotations(chosen, photos, explainer.info.num_classes, True)
         options = {"rise_masks": args.rise_masks, "seed": 0}
         report = evaluate_stability(explainer, annotations, METHODS, on_image=print, **options)
-        for method in SOFT:
-            soft = evaluate_stability(explainer, annotations, [method], on_image=print, fusion="soft")
-            report[f"{method} --fusion soft"] = soft[method]
         faithfulness = {}
         for method in SOFT:
-            for gate in ("hard", "soft"):
-                found = evaluate(explainer, annotations, [method], list(METRICS), steps=args.steps, fusion=gate)
-                faithfulness[f"{method} --fusion {gate}"] = found[method]
+            for suffix, variant in VARIANTS.items():
+                if variant:
+                    found = evaluate_stability(explainer, annotations, [method], on_image=print, **variant)
+                    report[method + suffix] = found[method]
+                found = evaluate(explainer, annotations, [method], list(METRICS), steps=args.steps, **variant)
+                faithfulness[method + suffix] = found[method]
     names = ", ".join(e["file"] for e in entries)
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores; provider: CPUExecutionProvider "
               f"(onnxruntime {ort.__version__}); {len(entries)} photos ({names}); total "
@@ -70,8 +72,8 @@ def main() -> None:
             "(the map moved back, 2-pixel border cropped); maps at 224 x 224. Mean over the photos of Pearson r, "
             "Spearman rho and ||S' - S|| / ||S||, and of the max over the changes of the latter (max-sensitivity, "
             f"Yeh et al. 2019). RISE: {args.rise_masks} masks, seed 0. {header}\n\n"
-            f"{stability_table(report)}\n\nFaithfulness of SISE and Ada-SISE with the fusion's hard gate (the "
-            f"paper's, the default) and the soft gate, same photos:\n\n{table(faithfulness, list(METRICS))}\n")
+            f"{stability_table(report)}\n\nFaithfulness of SISE and Ada-SISE as in the papers (the defaults) and with "
+            f"the robustness options, same photos:\n\n{table(faithfulness, list(METRICS))}\n")
     print(text)
     with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
         handle.write(text)
