@@ -28,6 +28,7 @@ from .images.decode import MAX_PIXELS
 from .images.model_input import model_input
 from .images.sources import ImageSource
 from .methods import METHODS, Context, checked
+from .methods.options import DEFAULT_RESIZE, RESIZE
 from .methods.sise.io_binding import IoBindingPipeline
 from .model.cache import Prepared, prepared_model
 from .model.info import ModelInfo
@@ -112,6 +113,8 @@ class Explainer:
         cuda_graph: replay the masked pass as a CUDA graph (provider="cuda" and a
             scoring_model needed); implies IO binding and fixed_batch.
         fixed_batch: every IO-bound pass runs batch_size rows, the last chunk padded.
+        resize: how a photo is resized to the model's input: "area" (cv2.INTER_AREA when
+            it shrinks on both sides, else INTER_LINEAR) or "linear" (INTER_LINEAR always).
     """
 
     def __init__(self, model: ModelSource, provider: str = "cpu", threads: int | None = None,
@@ -120,7 +123,7 @@ class Explainer:
                  session_options: ort.SessionOptions | None = None,
                  providers: Sequence[str | tuple[str, dict]] | None = None, max_pixels: int = MAX_PIXELS,
                  io_binding: bool | None = None, scoring_model: str | os.PathLike[str] | None = None,
-                 cuda_graph: bool = False, fixed_batch: bool | None = None) -> None:
+                 cuda_graph: bool = False, fixed_batch: bool | None = None, resize: str = DEFAULT_RESIZE) -> None:
         model = checked_source(model)
         cache_dir, scoring_model = (path_option(name, value) for name, value in (("cache_dir", cache_dir),
                                                                                  ("scoring_model", scoring_model)))
@@ -133,6 +136,8 @@ class Explainer:
         threads = capped_threads(threads)
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
             raise OptionError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
+        if (problem := RESIZE.problem("resize", resize)) is not None:
+            raise OptionError(problem)
         self.prepared: Prepared | None = None
         settings = dict(provider=provider, threads=threads, options=session_options, providers=providers,
                         scoring_model=scoring_model, cuda_graph=cuda_graph)
@@ -154,6 +159,7 @@ class Explainer:
         self.batch_size = self._checked_batch_size(int(batch_size))
         self.prefetch = prefetch
         self.max_pixels = int(max_pixels)
+        self.resize = resize
         self.io_binding = cuda_graph or (self.model.provider == "cuda" if io_binding is None else io_binding)
         self.fixed_batch = cuda_graph if fixed_batch is None else fixed_batch
         log.debug("loaded %s (%s, %d taps) on %s", self.model.source, self.info.model_name, len(self.info.taps),
@@ -183,7 +189,7 @@ class Explainer:
 
     def preprocess(self, image: ImageLike) -> tuple[np.ndarray, tuple[int, int]]:
         """(model input without batch axis, (height, width) of the map to return)."""
-        prepared = model_input(image, self.info.input, self.max_pixels)
+        prepared = model_input(image, self.info.input, self.max_pixels, self.resize)
         return prepared.x, prepared.photo_size
 
     def explain(self, image: ImageLike, target: int | None = None, method: str = "sise", *,

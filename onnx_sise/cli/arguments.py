@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default: the model's own float32 graph)")
     explain.add_argument("--cache-dir", type=Path, default=None,
                          help="where plain ONNX models are prepared once (default: $ONNX_SISE_CACHE or ~/.cache/onnx_sise)")
+    add_resize_option(explain)
     add_method_options(explain)
 
     evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
     evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    add_resize_option(evaluate)
+    add_stability_option(evaluate)
     add_method_options(evaluate)
     evaluate.add_argument("--out", type=Path, default=Path("."),
                           help="directory for evaluation.json and evaluation.csv (default: .)")
@@ -138,6 +141,22 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         kind = {"int": int, "real": float}.get(domain.kind, str)
         group.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name, type=kind, default=option.default,
                            choices=domain.choices or None, help=domain.help + shown)
+
+
+def add_resize_option(parser: argparse.ArgumentParser) -> None:
+    """--resize, from its Domain (methods/options.py RESIZE)."""
+    from ..methods.options import DEFAULT_RESIZE, RESIZE
+
+    parser.add_argument("--resize", choices=RESIZE.choices, default=DEFAULT_RESIZE,
+                        help=f"{RESIZE.help} (default: {DEFAULT_RESIZE})")
+
+
+def add_stability_option(parser: argparse.ArgumentParser) -> None:
+    """evaluate --stability (evaluation/stability.py)."""
+    parser.add_argument("--stability", action="store_true",
+                        help="also measure each map's stability under harmless changes (resize method, JPEG at "
+                             "quality 90, a 1-pixel shift): Pearson r, Spearman rho, max-sensitivity; writes "
+                             "stability.json and stability.md (default: off)")
 
 
 def evaluate_doc() -> str:

@@ -47,7 +47,7 @@ def run_explain(args: argparse.Namespace) -> None:
         read_rgb(image)
     with output_directory(args.out):
         explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
-                              cache_dir=args.cache_dir, scoring_model=args.scoring_model)
+                              cache_dir=args.cache_dir, scoring_model=args.scoring_model, resize=args.resize)
         if explainer.prepared is not None:
             how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
             say(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")
@@ -108,20 +108,20 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from ..evaluation import GROUND, METRICS
     from ..evaluation.annotations import load_annotations
     from ..evaluation.evaluate import evaluate
-    from ..evaluation.report import report_paths, table, write_report
+    from ..evaluation.report import table, write_report
     from ..explainer import Explainer
     from ..files.writing import output_directory
     from ..progress import ProgressBar
 
     if args.steps < 1 or args.batch_size < 1:
         raise SiseError("--steps and --batch-size must be at least 1")
-    for report_path in report_paths(args.out):
+    for report_path in evaluate_outputs(args):
         refuse_output_over_inputs(report_path, [*model_files_of(args.model), args.annotations])
-    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size)
+    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size, resize=args.resize)
     need_truth = any(METRICS[m].truth == GROUND for m in args.metrics)
     annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
     annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
-    for report_path in report_paths(args.out):
+    for report_path in evaluate_outputs(args):
         refuse_overwriting(report_path, identities(annotated))
     with output_directory(args.out):
         bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
@@ -132,6 +132,31 @@ def run_evaluate(args: argparse.Namespace) -> None:
         for line in table(report, args.metrics).splitlines():
             say(line)
         say(f"{len(annotations)} images; wrote {json_path} and {csv_path}")
+        if args.stability:
+            run_stability(explainer, annotations, args)
+
+
+def run_stability(explainer: Explainer, annotations: list, args: argparse.Namespace) -> None:
+    """evaluate --stability: the methods' maps under harmless changes (evaluation/stability.py)."""
+    from ..evaluation.stability import CHANGES, evaluate_stability, stability_table, write_stability
+    from ..progress import ProgressBar
+
+    bar = ProgressBar(len(annotations) * len(args.methods), "stability")
+    report = evaluate_stability(explainer, annotations, args.methods, CHANGES, on_image=lambda label: bar(1),
+                                **method_options(args))
+    bar.close()
+    json_path, table_path = write_stability(report, args.out)
+    for line in stability_table(report).splitlines():
+        say(line)
+    say(f"{len(annotations)} images; wrote {json_path} and {table_path}")
+
+
+def evaluate_outputs(args: argparse.Namespace) -> list[Path]:
+    """The files `evaluate` writes: the report, and the stability report with --stability."""
+    from ..evaluation.report import report_paths
+    from ..evaluation.stability import stability_paths
+
+    return [*report_paths(args.out), *(stability_paths(args.out) if args.stability else ())]
 
 
 def describe_input(info: ModelInfo) -> str:

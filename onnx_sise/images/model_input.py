@@ -4,7 +4,7 @@
   an already preprocessed tensor, checked and used as it is (the map then has the
   input's size);
 - any photo sources.py accepts (a path, encoded bytes, a PIL image, an (H, W, 3) uint8
-  RGB array): resized whole to the model's size and normalised.
+  RGB array): resized whole to the model's size (`resize`: RESIZE_METHODS) and normalised.
 
 The photo is resized to the model's input once; the explainer keeps only the small
 tensor, never the photo, while the masked passes run.
@@ -22,6 +22,10 @@ from ..model.info import InputSpec
 from .decode import MAX_PIXELS
 from .sources import FLOAT_KINDS, ImageSource, rgb_of
 
+# How a photo is resized to the model's input: "area" = cv2.INTER_AREA when the photo
+# shrinks on both sides, INTER_LINEAR otherwise (the default); "linear" = INTER_LINEAR always.
+RESIZE_METHODS = ("area", "linear")
+
 
 @dataclass(frozen=True)
 class ModelInput:
@@ -31,12 +35,13 @@ class ModelInput:
     photo_size: tuple[int, int]
 
 
-def model_input(image: ImageSource, spec: InputSpec, max_pixels: int = MAX_PIXELS) -> ModelInput:
+def model_input(image: ImageSource, spec: InputSpec, max_pixels: int = MAX_PIXELS,
+                resize: str = "area") -> ModelInput:
     """The model input for any accepted image (see the module docstring)."""
     if isinstance(image, np.ndarray) and image.dtype.kind in FLOAT_KINDS:
         return ModelInput(_checked_tensor(image, spec), (spec.height, spec.width))
     rgb = rgb_of(image, max_pixels)
-    return ModelInput(_resized_and_normalised(rgb, spec), (rgb.shape[0], rgb.shape[1]))
+    return ModelInput(_normalised(resized_rgb(rgb, spec, resize), spec), (rgb.shape[0], rgb.shape[1]))
 
 
 def _checked_tensor(tensor: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -55,11 +60,19 @@ def _checked_tensor(tensor: np.ndarray, spec: InputSpec) -> np.ndarray:
     return x
 
 
-def _resized_and_normalised(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Resize the whole photo to the model's size (no crop) and apply
-    x = (pixel * scale - mean) / std; returns (C, H, W) or (H, W, C) float32, no batch axis."""
-    resized = cv2.resize(rgb, (spec.width, spec.height), interpolation=cv2.INTER_AREA
-                         if rgb.shape[0] > spec.height and rgb.shape[1] > spec.width else cv2.INTER_LINEAR)
+def resized_rgb(rgb: np.ndarray, spec: InputSpec, resize: str = "area") -> np.ndarray:
+    """The whole photo (H, W, 3) uint8 resized to the model's size (no crop) by `resize`
+    (one of RESIZE_METHODS); a photo of that size already comes back as it is."""
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
+    shrinks = rgb.shape[0] > spec.height and rgb.shape[1] > spec.width
+    area = resize == "area" and shrinks
+    return cv2.resize(rgb, (spec.width, spec.height), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+
+
+def _normalised(resized: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """x = (pixel * scale - mean) / std of the photo at the model's size; returns
+    (C, H, W) or (H, W, C) float32, no batch axis."""
     if spec.color == "BGR":
         resized = resized[..., ::-1]
     x = resized.astype(np.float32) * np.float32(spec.scale)

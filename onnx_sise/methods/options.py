@@ -11,6 +11,8 @@ import numbers
 from dataclasses import Field, dataclass, field
 from typing import Any
 
+from ..images.model_input import RESIZE_METHODS
+
 MAX_SEED = 2**63 - 1
 # The command line's option groups.
 SISE, CAM, RISE = "SISE / Ada-SISE", "CAM methods and Score-CAM", "RISE"
@@ -74,3 +76,11 @@ def seed_option() -> Any:  # noqa: ANN401
 
 def domain_of(option_field: Field) -> Domain:
     return option_field.metadata["domain"]
+
+
+# Not a method's option but the image path's (Explainer(resize=...), --resize): how the
+# photo is resized to the model's input (images/model_input.py).
+RESIZE = Domain("str", choices=RESIZE_METHODS,
+                help="resize of the photo to the model's input: area (cv2.INTER_AREA when it shrinks, "
+                     "else INTER_LINEAR) or linear (INTER_LINEAR always)")
+DEFAULT_RESIZE = "area"

@@ -536,3 +536,18 @@ def test_every_method_option_has_one_flag_from_its_domain() -> None:
             assert str(parsed[name]) == value
             for method in METHODS:
                 assert checked(method, parsed) == checked(method, {name: parsed[name]})
+
+
+def test_resize_and_stability_flags() -> None:
+    from onnx_sise.cli import build_parser
+    from onnx_sise.cli.arguments import UsageError
+    from onnx_sise.methods.options import DEFAULT_RESIZE, RESIZE
+
+    evaluate = ["evaluate", "m.onnx", "--images", "i", "--annotations", "a"]
+    parsed = build_parser().parse_args(evaluate)
+    assert parsed.resize == DEFAULT_RESIZE == "area" and parsed.stability is False
+    assert build_parser().parse_args([*evaluate, "--resize", "linear", "--stability"]).stability is True
+    for choice in RESIZE.choices:
+        assert build_parser().parse_args(["explain", "m.onnx", "x.png", "--resize", choice]).resize == choice
+    with pytest.raises(UsageError, match="invalid choice"):
+        build_parser().parse_args(["explain", "m.onnx", "x.png", "--resize", "cubic"])

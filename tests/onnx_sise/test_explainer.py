@@ -116,6 +116,7 @@ def test_bad_input_threads_are_capped_at_the_cpus(lite0_path: Path) -> None:
     ({"providers": "CPUExecutionProvider"}, "providers must be a list of names"),
     ({"providers": [1]}, "providers must be a list of names"),
     ({"batch_size": 3000}, "batch_size must be an integer in [1, 1024]"),
+    ({"resize": "cubic"}, "resize must be one of area, linear, got 'cubic'"),
 ])
 def test_bad_input_explainer_arguments_of_the_wrong_type(lite0_path: Path, arguments: dict, fragment: str,
                                                          capfd: pytest.CaptureFixture) -> None:

@@ -18,6 +18,7 @@ from .fusion import GATES, fuse_block_maps
 from .masks import attribution_masks, distinct_maps
 
 ADA_RULES = ("otsu", "paper")
+SELECTIONS = ("hard", "soft")
 
 
 def fusion_option() -> object:
@@ -25,24 +26,42 @@ def fusion_option() -> object:
                                  help="Otsu gate of the fusion cascade; hard as in the paper"))
 
 
+def selection_option() -> object:
+    return option("hard", Domain("str", choices=SELECTIONS, group=SISE,
+                                 help="feature-map selection: hard as in the papers, or soft (a kept map near the "
+                                      "threshold weighs less, see --sise-margin)"))
+
+
+def margin_option() -> object:
+    return option(0.1, Domain("real", 0, 1, low_open=True, group=SISE,
+                              help="with --sise-selection soft: a kept map weighs min(1, (v_k - cut) / margin), "
+                                   "v_k = alpha_k / max alpha"))
+
+
 @dataclass(frozen=True)
 class SiseOptions:
     """mu: the threshold of SISE eq. 7 (a fraction of the largest alpha); fusion: the
-    Otsu gate of the fusion cascade (SISE Fig. 5), "hard" as in the paper or "soft"."""
+    Otsu gate of the fusion cascade (SISE Fig. 5), "hard" as in the paper or "soft";
+    sise_selection, sise_margin: see `selection_weights` ("hard" is the paper's)."""
 
     mu: float = option(0.0, Domain("real", 0, None, meaning=" (SISE eq. 7)", group=SISE,
                                    help="SISE feature-map threshold, eq. 7"))
     fusion: str = fusion_option()
+    sise_selection: str = selection_option()
+    sise_margin: float = margin_option()
 
 
 @dataclass(frozen=True)
 class AdaSiseOptions:
     """fusion: as SISE's; ada_rule: the threshold of Ada-SISE eq. 2-6, "otsu" (the
-    between-class variance the paper says eq. 5 maximises) or the literal "paper" eq. 5."""
+    between-class variance the paper says eq. 5 maximises) or the literal "paper" eq. 5;
+    sise_selection, sise_margin: as SISE's."""
 
     fusion: str = fusion_option()
     ada_rule: str = option("otsu", Domain("str", choices=ADA_RULES, group=SISE,
                                           help="Ada-SISE threshold: otsu, or the literal eq. 5 (paper)"))
+    sise_selection: str = selection_option()
+    sise_margin: float = margin_option()
 
 
 def average_gradients(gradients: np.ndarray) -> np.ndarray:
@@ -99,26 +118,58 @@ def select_adaptive(alpha: np.ndarray, rule: str = "otsu") -> np.ndarray:
     return np.flatnonzero(v > adaptive_threshold(v[v > 0], rule))
 
 
-def block_maps(ctx: Context, block: int, selections: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def selection_weights(alpha: np.ndarray, selection: np.ndarray, cut: float, margin: float) -> np.ndarray:
+    """The soft selection (not in the papers; docs/design.md section 6, "Stability"): the
+    maps kept by the paper's threshold, each weighted w_k = min(1, (v_k - cut) / margin)
+    with v_k = alpha_k / max alpha and `cut` the threshold on v (SISE: mu, eq. 7;
+    Ada-SISE: the Otsu cut, eq. 6), so that a map's weight grows from 0 as its v_k
+    crosses the cut instead of jumping to 1. The same maps are kept; V of eq. 12 becomes
+    their weighted mean. When max alpha <= 0 every kept map weighs 1."""
+    top = alpha.max()
+    if not top > 0:
+        return np.ones(selection.size)
+    return np.clip((alpha[selection] / top - cut) / margin, 0.0, 1.0)
+
+
+def selection_cut(alpha: np.ndarray, adaptive: bool, mu: float, rule: str) -> float:
+    """The threshold on v_k = alpha_k / max alpha: mu (SISE eq. 7) or Ada-SISE's (eq. 6)."""
+    if not adaptive:
+        return mu
+    top = alpha.max()
+    v = alpha / top if top > 0 else alpha[:0]
+    return adaptive_threshold(v[v > 0], rule)
+
+
+def block_maps(ctx: Context, block: int, selections: list[np.ndarray], weights: list[np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """V of SISE eq. 12 for one block and every target: the mean over that target's
     masks m of Psi_c(I . m) * m / sum(m). The masks of all targets are scored once
     (their union), and a mask that several maps give once (`distinct_maps`), counted
-    for each. Returns maps (T, H, W), masks used (T,) and duplicates among them (T,)."""
+    for each. `weights` (per target, one per selected map; `selection_weights`) make it
+    the weighted mean. Returns maps (T, H, W), masks used (T,) and duplicates among them (T,)."""
     activations = ctx.score_features(ctx.targets[0])[block].activations
     union = np.unique(np.concatenate(selections)) if selections else np.empty(0, np.int64)
     representatives, group = distinct_maps(activations, union)
     ctx.progress(int(union.size - representatives.size))
     multiplicity = np.zeros((len(selections), representatives.size), dtype=np.int64)
+    weighted = np.zeros(multiplicity.shape)
     for t, selection in enumerate(selections):
         mine = np.isin(union, selection) & (group >= 0)
         np.add.at(multiplicity[t], group[mine], 1)
+        if weights is not None:
+            np.add.at(weighted[t], group[mine], weights[t][np.searchsorted(selection, union[mine])])
+    counts = multiplicity if weights is None else weighted
     if ctx.io_binding is not None:
-        acc, used = ctx.io_binding.block_contributions(activations, representatives, multiplicity,
+        acc, used = ctx.io_binding.block_contributions(activations, representatives, counts,
                                                   ctx.targets[:len(selections)], ctx.progress, ctx.cancellation)
         ctx.passes = ctx.io_binding.passes
     else:
-        acc, used = _host_contributions(ctx, activations, representatives, multiplicity)
-    maps = np.divide(acc, np.maximum(used, 1)[:, None, None]).astype(np.float32)
+        acc, used = _host_contributions(ctx, activations, representatives, counts)
+    if weights is not None:  # the engines count weights: the masks used are the kept maps that give one
+        used, total = multiplicity.sum(axis=1), weighted.sum(axis=1)
+        maps = np.divide(acc, np.where(total > 0, total, 1.0)[:, None, None]).astype(np.float32)
+    else:
+        maps = np.divide(acc, np.maximum(used, 1)[:, None, None]).astype(np.float32)
     return maps, used, used - (multiplicity > 0).sum(axis=1)
 
 
@@ -141,16 +192,22 @@ def _host_contributions(ctx: Context, activations: np.ndarray, representatives: 
 
 
 def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusion: str = "hard",
-                 rule: str = "otsu") -> list[MethodResult]:
+                 rule: str = "otsu", selection: str = "hard", margin: float = 0.1) -> list[MethodResult]:
     """SISE (mu, SISE eq. 7) or Ada-SISE (adaptive=True, Ada-SISE Algorithm 1) for every
-    target of `ctx`; the features of each target come from its own gradient call."""
+    target of `ctx`; the features of each target come from its own gradient call.
+    selection="soft" weights the kept maps by `selection_weights` with `margin`."""
     taps = ctx.model.info.taps
     per_target = [ctx.score_features(t) for t in ctx.targets]
     alphas = [[average_gradients(f.gradients) for f in feats] for feats in per_target]
     selections = [[select_adaptive(a, rule) if adaptive else select_positive(a, mu) for a in blocks]
                   for blocks in alphas]
     positive = [[int((a > 0).sum()) for a in blocks] for blocks in alphas]
-    block_results = [block_maps(ctx, b, [s[b] for s in selections]) for b in range(len(taps))]
+    weights = None
+    if selection == "soft":
+        weights = [[selection_weights(a, s, selection_cut(a, adaptive, mu, rule), margin) for a, s in zip(blocks, kept)]
+                   for blocks, kept in zip(alphas, selections)]
+    block_results = [block_maps(ctx, b, [s[b] for s in selections], None if weights is None else [w[b] for w in weights])
+                     for b in range(len(taps))]
     results = []
     for t in range(len(ctx.targets)):
         stack = np.stack([maps[t] for maps, _, _ in block_results])
@@ -165,9 +222,11 @@ def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusio
     return results
 
 
-register(Method("sise", lambda ctx, o: explain_sise(ctx, mu=o.mu, fusion=o.fusion), (SiseOptions,),
+register(Method("sise", lambda ctx, o: explain_sise(ctx, mu=o.mu, fusion=o.fusion, selection=o.sise_selection,
+                                                    margin=o.sise_margin), (SiseOptions,),
                 "SISE: feature maps selected by gradient, scored as input masks, fused across blocks",
                 "SISE, AAAI 2021, eq. 6-12 and Fig. 5", io_binding=True))
-register(Method("ada-sise", lambda ctx, o: explain_sise(ctx, adaptive=True, fusion=o.fusion, rule=o.ada_rule),
+register(Method("ada-sise", lambda ctx, o: explain_sise(ctx, adaptive=True, fusion=o.fusion, rule=o.ada_rule,
+                                                        selection=o.sise_selection, margin=o.sise_margin),
                 (AdaSiseOptions,), "Ada-SISE: SISE with an adaptive, Otsu-like selection threshold",
                 "Ada-SISE, ICASSP 2021, eq. 1-6", io_binding=True))

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from onnx_sise.errors import ImageError
-from onnx_sise.images.model_input import model_input
+from onnx_sise.images.model_input import model_input, resized_rgb
 from onnx_sise.model.info import InputSpec
 
 
@@ -32,3 +33,16 @@ def test_preprocessed_tensors_are_used_as_they_are(layout: str) -> None:
     assert np.array_equal(prepared.x, tensor.astype(np.float32))
     with pytest.raises(ImageError, match="taken as a preprocessed model input and must have shape"):
         model_input(tensor[:, :2], spec)
+
+
+@pytest.mark.parametrize(("resize", "interpolation"), [("area", cv2.INTER_AREA), ("linear", cv2.INTER_LINEAR)])
+def test_the_resize_method_is_chosen(resize: str, interpolation: int) -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    spec = InputSpec(height=16, width=20)
+    expected = cv2.resize(rgb, (20, 16), interpolation=interpolation).astype(np.float32).transpose(2, 0, 1)
+    np.testing.assert_allclose(model_input(rgb, spec, resize=resize).x, expected)
+    np.testing.assert_array_equal(resized_rgb(rgb, spec, resize), cv2.resize(rgb, (20, 16), interpolation=interpolation))
+    enlarged = cv2.resize(rgb, (60, 48), interpolation=cv2.INTER_LINEAR)  # "area" enlarges bilinearly too
+    np.testing.assert_array_equal(resized_rgb(rgb, InputSpec(height=48, width=60), resize), enlarged)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        resized_rgb(rgb, spec, "cubic")

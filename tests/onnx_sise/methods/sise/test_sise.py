@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import reference
 
-from onnx_sise import Explainer
+from onnx_sise import Explainer, OptionError
 from onnx_sise.methods.sise.masks import distinct_maps
-from onnx_sise.methods.sise.method import adaptive_threshold, select_adaptive
+from onnx_sise.methods.sise.method import (
+    adaptive_threshold,
+    block_maps,
+    select_adaptive,
+    select_positive,
+    selection_cut,
+    selection_weights,
+)
 
 
 def _between_class_variance(values: np.ndarray, i: int) -> float:
@@ -88,3 +95,49 @@ def test_duplicate_masks_count_in_the_mean_but_not_in_the_passes(explainer: Expl
     duplicates = sum(result.details["duplicate_masks"].values())
     assert duplicates > 0  # Lite0 has channels that are affine copies on this photo
     assert result.passes == result.forward_passes == sum(result.masks_used.values()) - duplicates
+
+
+def test_soft_selection_weights_by_hand() -> None:
+    alpha = np.array([-1.0, 0.02, 0.05, 0.5, 2.0])  # v = -0.5, 0.01, 0.025, 0.25, 1
+    kept = select_positive(alpha)
+    np.testing.assert_allclose(selection_weights(alpha, kept, 0.0, 0.1), [0.1, 0.25, 1.0, 1.0])
+    np.testing.assert_allclose(selection_weights(alpha, kept[2:], 0.2, 0.1), [0.5, 1.0])
+    assert selection_weights(-alpha, np.array([0]), 0.0, 0.1).tolist() == [1.0]  # max alpha <= 0: all weigh 1
+    assert selection_cut(alpha, False, 0.3, "otsu") == 0.3
+    v = alpha / 2.0
+    assert selection_cut(alpha, True, 0.0, "otsu") == adaptive_threshold(v[v > 0])
+
+
+def test_soft_selection_block_map_against_a_numpy_reference(explainer: Explainer, photos: Path) -> None:
+    """V of eq. 12 as the weighted mean sum_k w_k C_k / sum_k w_k, the contributions C_k
+    scored one map at a time through the session; weights of 1 give the paper's map."""
+    from onnx_sise.methods import Context
+
+    x, _ = explainer.preprocess(photos / "coffee.png")
+    ctx = Context(model=explainer.model, image=x, targets=[967], batch=np.empty((32, *x.shape), np.float32))
+    block = ctx.score_features(967)[2]
+    alpha = block.gradients.reshape(block.gradients.shape[0], -1).sum(axis=1, dtype=np.float64)
+    kept = select_positive(alpha)
+    weights = selection_weights(alpha, kept, 0.0, 0.3)
+    assert 0 < weights.min() < 1
+    found = block_maps(ctx, 2, [kept], [weights])[0][0]
+
+    masks, informative = reference.minmax_normalize(reference.upsample_bilinear(block.activations[kept], 224, 224))
+    masks, w = masks[informative], weights[informative]
+    scores = explainer.model.batch_scores(reference.masked_batch(x, masks).astype(np.float32), [967])[:, 0]
+    expected = reference.contributions(masks, scores * w) / w.sum()
+    np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-7 * expected.max())
+    np.testing.assert_allclose(block_maps(ctx, 2, [kept], [np.ones(kept.size)])[0][0], block_maps(ctx, 2, [kept])[0][0],
+                               rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_soft_selection_through_io_binding_and_options(lite0_path: Path, explainer: Explainer, photos: Path) -> None:
+    host = explainer.explain(photos / "coffee.png", 967, method="ada-sise", sise_selection="soft", sise_margin=0.2)
+    bound = Explainer(lite0_path, io_binding=True).explain(photos / "coffee.png", 967, method="ada-sise",
+                                                           sise_selection="soft", sise_margin=0.2)
+    np.testing.assert_allclose(bound.saliency, host.saliency, atol=1e-4)
+    assert host.masks_used == bound.masks_used and host.masks_selected == explainer.explain(
+        photos / "coffee.png", 967, method="ada-sise").masks_selected  # the same maps are kept
+    with pytest.raises(OptionError, match="sise_margin must lie in"):
+        explainer.explain(photos / "coffee.png", method="sise", sise_selection="soft", sise_margin=0.0)

@@ -1,0 +1,83 @@
+"""Stability of each method's map under harmless changes (resize method, JPEG at quality
+90, a 1-pixel shift; onnx_sise/evaluation/stability.py) on the photos of
+benchmarks/real_photos.json, EfficientNet-Lite0; and, for SISE and Ada-SISE with the
+fusion's soft gate and / or the soft selection (the robustness options of docs/design.md
+section 6), their stability and the faithfulness metrics beside the papers' defaults.
+
+    python benchmarks/stability.py [--model lite0.sise.onnx] [--photos 3] [--rise-masks 2000]
+
+Appends the tables and the command to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+from evaluate_real_photos import photos_and_model
+
+from onnx_sise import Explainer
+from onnx_sise.evaluation import METRICS
+from onnx_sise.evaluation.annotations import load_annotations
+from onnx_sise.evaluation.evaluate import evaluate
+from onnx_sise.evaluation.report import table
+from onnx_sise.evaluation.stability import evaluate_stability, stability_table
+
+HERE = Path(__file__).resolve().parent
+METHODS = ("gradcam", "gradcam++", "wgradcam", "score-cam", "rise", "sise", "ada-sise")
+SOFT = ("sise", "ada-sise")  # also run with the robustness options
+VARIANTS = {"": {}, " --fusion soft": {"fusion": "soft"}, " --sise-selection soft": {"sise_selection": "soft"},
+            " --fusion soft --sise-selection soft": {"fusion": "soft", "sise_selection": "soft"}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
+    parser.add_argument("--photos", type=int, default=3, help="the first N photos of real_photos.json (default: 3)")
+    parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks, seed 0 (default: 2000)")
+    parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
+    args = parser.parse_args()
+    entries = json.loads((HERE / "real_photos.json").read_text())["images"][:args.photos]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        photos, model = photos_and_model(Path(tmp), [e["file"] for e in entries], args.model)
+        chosen = Path(tmp) / "chosen.json"
+        chosen.write_text(json.dumps({"images": entries}))
+        explainer = Explainer(model)
+        annotations = load_annotations(chosen, photos, explainer.info.num_classes, True)
+        options = {"rise_masks": args.rise_masks, "seed": 0}
+        report = evaluate_stability(explainer, annotations, METHODS, on_image=print, **options)
+        faithfulness = {}
+        for method in SOFT:
+            for suffix, variant in VARIANTS.items():
+                if variant:
+                    found = evaluate_stability(explainer, annotations, [method], on_image=print, **variant)
+                    report[method + suffix] = found[method]
+                found = evaluate(explainer, annotations, [method], list(METRICS), steps=args.steps, **variant)
+                faithfulness[method + suffix] = found[method]
+    names = ", ".join(e["file"] for e in entries)
+    header = (f"machine: {platform.machine()} {os.cpu_count()} cores; provider: CPUExecutionProvider "
+              f"(onnxruntime {ort.__version__}); {len(entries)} photos ({names}); total "
+              f"{time.perf_counter() - started:.0f} s")
+    text = (f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/stability.py --photos {args.photos} "
+            f"--rise-masks {args.rise_masks} --steps {args.steps}`\n\n"
+            "EfficientNet-Lite0; each map against the map of the same photo changed harmlessly: resized with "
+            "INTER_LINEAR instead of INTER_AREA, re-encoded as JPEG at quality 90, moved 1 pixel down and right "
+            "(the map moved back, 2-pixel border cropped); maps at 224 x 224. Mean over the photos of Pearson r, "
+            "Spearman rho and ||S' - S|| / ||S||, and of the max over the changes of the latter (max-sensitivity, "
+            f"Yeh et al. 2019). RISE: {args.rise_masks} masks, seed 0. {header}\n\n"
+            f"{stability_table(report)}\n\nFaithfulness of SISE and Ada-SISE as in the papers (the defaults) and with "
+            f"the robustness options, same photos:\n\n{table(faithfulness, list(METRICS))}\n")
+    print(text)
+    with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+if __name__ == "__main__":
+    main()
