@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from evaluate_real_photos import SOURCES, photos_and_model
+from photo_set import photo_set
+from quality import model_or_export
 from skimage.filters import threshold_otsu
 
 from onnx_sise import Explainer
@@ -139,14 +140,14 @@ def diagnose(explainer: Explainer, rgb: np.ndarray, target: int, method: str) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
-    parser.add_argument("--photo", default="coffee.png", choices=tuple(SOURCES), help="photo (default: coffee.png)")
+    parser.add_argument("--photo", default="coffee.png", help="a photo of photo_set.py (default: coffee.png)")
     parser.add_argument("--target", type=int, default=967, help="class (default: 967)")
     parser.add_argument("--methods", default="sise,ada-sise", help="sise, ada-sise or both (default: both)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        _, model = photos_and_model(Path(tmp), [], args.model)
+        model = model_or_export(args.model, Path(tmp))
         explainer = Explainer(model)
-        rgb = read_rgb(SOURCES[args.photo])
+        rgb = read_rgb(next(p.path for p in photo_set() if p.path.name == args.photo))
         for method in args.methods.split(","):
             print("\n".join(diagnose(explainer, rgb, args.target, method)) + "\n", flush=True)
 

@@ -12,7 +12,6 @@ Appends the tables and the command to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -20,7 +19,8 @@ import time
 from pathlib import Path
 
 import onnxruntime as ort
-from evaluate_real_photos import photos_and_model
+from photo_set import photo_set
+from quality import annotations_of, model_or_export
 
 from onnx_sise import Explainer
 from onnx_sise.evaluation import METRICS
@@ -39,18 +39,18 @@ VARIANTS = {"": {}, " --fusion soft": {"fusion": "soft"}, " --sise-selection sof
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
-    parser.add_argument("--photos", type=int, default=3, help="the first N photos of real_photos.json (default: 3)")
+    parser.add_argument("--photos", type=int, default=3, help="the first N photos of photo_set.py (default: 3)")
+    parser.add_argument("--folder", type=Path, default=None, help="photo cache (default: photo_set's)")
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks, seed 0 (default: 2000)")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     args = parser.parse_args()
-    entries = json.loads((HERE / "real_photos.json").read_text())["images"][:args.photos]
+    chosen = photo_set(args.folder)[:args.photos]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        photos, model = photos_and_model(Path(tmp), [e["file"] for e in entries], args.model)
-        chosen = Path(tmp) / "chosen.json"
-        chosen.write_text(json.dumps({"images": entries}))
+        model = model_or_export(args.model, Path(tmp))
+        photos = chosen[0].path.parent
         explainer = Explainer(model)
-        annotations = load_annotations(chosen, photos, explainer.info.num_classes, True)
+        annotations = load_annotations(annotations_of(chosen, Path(tmp)), photos, explainer.info.num_classes, True)
         options = {"rise_masks": args.rise_masks, "seed": 0}
         report = evaluate_stability(explainer, annotations, METHODS, on_image=print, **options)
         faithfulness = {}
@@ -61,9 +61,9 @@ def main() -> None:
                     report[method + suffix] = found[method]
                 found = evaluate(explainer, annotations, [method], list(METRICS), steps=args.steps, **variant)
                 faithfulness[method + suffix] = found[method]
-    names = ", ".join(e["file"] for e in entries)
+    names = ", ".join(p.path.name for p in chosen)
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores; provider: CPUExecutionProvider "
-              f"(onnxruntime {ort.__version__}); {len(entries)} photos ({names}); total "
+              f"(onnxruntime {ort.__version__}); {len(chosen)} photos ({names}); total "
               f"{time.perf_counter() - started:.0f} s")
     text = (f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/stability.py --photos {args.photos} "
             f"--rise-masks {args.rise_masks} --steps {args.steps}`\n\n"
