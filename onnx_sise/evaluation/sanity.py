@@ -293,10 +293,11 @@ def model_proto(explainer: Explainer) -> onnx.ModelProto:
 
 
 def sanity(explainer: Explainer, annotations: Sequence[Annotation], methods: Sequence[str],
-           depths: Sequence[int], seed: int = 0, on_image: Callable[[str], None] = lambda s: None,
+           depths: Sequence[int], weights_seed: int = 0, on_image: Callable[[str], None] = lambda s: None,
            **options: object) -> dict[str, object]:
     """The cascading randomisation test: each method's map of each image's annotated class
-    on the trained model and on the model with its top `depths` layers re-drawn, compared.
+    on the trained model and on the model with its top `depths` layers re-drawn
+    (randomised_model, seeded by `weights_seed`), compared; `options` go to the methods.
 
     Returns {"layers": [...], "depths": [{"depth", "layers", "label"}], "methods": {method:
     {depth: {"spearman", "spearman_abs", "ssim" (means over the images), "images": [...]}}}}
@@ -309,8 +310,8 @@ def sanity(explainer: Explainer, annotations: Sequence[Annotation], methods: Seq
         raise OptionError(f"methods must be a non-empty list of names from {', '.join(METHODS)}, got {short(methods)}")
     if not callable(on_image):
         raise OptionError(f"on_image must be callable, got {type(on_image).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise OptionError(f"seed must be an integer >= 0, got {seed!r}")
+    if isinstance(weights_seed, bool) or not isinstance(weights_seed, numbers.Integral) or weights_seed < 0:
+        raise OptionError(f"weights_seed must be an integer >= 0, got {weights_seed!r}")
     proto = model_proto(explainer)
     layers = parameterised_layers(proto)
     if not layers:
@@ -337,7 +338,7 @@ def sanity(explainer: Explainer, annotations: Sequence[Annotation], methods: Seq
     described = []
     for depth in sorted(set(int(d) for d in depths)):
         chosen = cascade(layers, depth)
-        damaged = Explainer(randomised_model(proto, layers, depth, seed).SerializeToString(),
+        damaged = Explainer(randomised_model(proto, layers, depth, int(weights_seed)).SerializeToString(),
                             threads=_threads(explainer), batch_size=explainer.batch_size, prepare=False)
         difference = check_copies(damaged.model, explainer.preprocess(images[0])[0])
         described.append({"depth": depth, "label": f"top {depth}" + (" (all)" if depth == len(layers) else ""),
@@ -357,7 +358,7 @@ def sanity(explainer: Explainer, annotations: Sequence[Annotation], methods: Seq
         del damaged
     return {"layers": [{"node": layer.node, "op": layer.op_type, "initializers": list(layer.initializers)}
                        for layer in layers],
-            "seed": int(seed), "depths": described, "methods": report}
+            "weights_seed": int(weights_seed), "depths": described, "methods": report}
 
 
 def _checked_rgb(item: Annotation) -> np.ndarray:
