@@ -47,6 +47,8 @@ bench: install
 	$(PY) benchmarks/bench_preparation.py
 	$(PY) benchmarks/ada_vs_sise.py
 	$(PY) benchmarks/evaluate_real_photos.py
+	$(PY) benchmarks/sanity_checks.py
+	$(PY) benchmarks/sanity_checks.py --labels
 	$(PY) benchmarks/evaluate_refinements.py
 
 clean:
