@@ -51,6 +51,23 @@ def photos_and_model(folder: Path, names: list[str], model: Path | None) -> tupl
     return photos, model
 
 
+def annotated_cli_run(folder: Path, entries: list[dict], model: Path | None, argv: list[str], threads: int | None,
+                      report_name: str) -> dict:
+    """`python -m onnx_sise <argv[0]> MODEL --images ... --annotations ... <argv[1:]>` over
+    the photos of `entries` (real_photos.json's) copied into `folder`, with `model` or a
+    Lite0 exported there; the report JSON `report_name` it wrote."""
+    photos, model = photos_and_model(folder, [e["file"] for e in entries], model)
+    annotations = folder / "annotations.json"
+    annotations.write_text(json.dumps({"images": entries}))
+    out = folder / "out"
+    command = [argv[0], str(model), "--images", str(photos), "--annotations", str(annotations), *argv[1:],
+               "--out", str(out), *(["--threads", str(threads)] if threads else [])]
+    code = main(command)
+    if code:
+        raise SystemExit(code)
+    return json.loads((out / report_name).read_text())
+
+
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import onnxruntime as ort
-from evaluate_real_photos import HERE, SOURCES, photos_and_model
+from evaluate_real_photos import HERE, SOURCES, annotated_cli_run
 
-from onnx_sise.cli import main
 from onnx_sise.evaluation.report import table
 
 METHODS = ("gradcam", "wgradcam", "sigcam", "sise", "ucag-gradcam", "ucag-wgradcam", "ucag-sise")
@@ -38,20 +37,11 @@ def run() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         chosen = [name for name in args.photos.split(",") if name]
-        photos, model = photos_and_model(Path(tmp), chosen, args.model)
         entries = json.loads((HERE / "real_photos.json").read_text())["images"]
-        annotations = Path(tmp) / "annotations.json"
-        annotations.write_text(json.dumps({"images": [e for e in entries if e["file"] in chosen]}))
-        out = Path(tmp) / "out"
         started = time.perf_counter()
-        argv = ["evaluate", str(model), "--images", str(photos), "--annotations", str(annotations),
-                "--methods", args.methods, "--metrics", ",".join(METRICS), "--steps", str(args.steps), "--out", str(out)]
-        if args.threads:
-            argv += ["--threads", str(args.threads)]
-        code = main(argv)
-        if code:
-            raise SystemExit(code)
-        report = json.loads((out / "evaluation.json").read_text())
+        report = annotated_cli_run(Path(tmp), [e for e in entries if e["file"] in chosen], args.model,
+                                   ["evaluate", "--methods", args.methods, "--metrics", ",".join(METRICS),
+                                    "--steps", str(args.steps)], args.threads, "evaluation.json")
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores (shared with other jobs while measured); "
               f"provider: CPUExecutionProvider (onnxruntime {ort.__version__}); {len(chosen)} photos ({', '.join(chosen)}); "
               f"total {time.perf_counter() - started:.0f} s")

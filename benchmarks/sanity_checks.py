@@ -32,9 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from evaluate_real_photos import HERE, photos_and_model
+from evaluate_real_photos import HERE, annotated_cli_run
 
-from onnx_sise.cli import main
 from onnx_sise.evaluation.report import sanity_table
 
 METHODS = ("gradcam", "gradcam++", "wgradcam", "score-cam", "rise", "sise", "ada-sise")
@@ -162,22 +161,12 @@ def run() -> None:
         data_randomisation(args)
         return
     entries = json.loads((HERE / "real_photos.json").read_text())["images"][:args.photos]
+    chosen = [e["file"] for e in entries]
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        chosen = [e["file"] for e in entries]
-        photos, model = photos_and_model(Path(tmp), chosen, args.model)
-        annotations = Path(tmp) / "annotations.json"
-        annotations.write_text(json.dumps({"images": entries}))
-        out = Path(tmp) / "out"
-        started = time.perf_counter()
-        argv = ["sanity", str(model), "--images", str(photos), "--annotations", str(annotations),
-                "--methods", args.methods, "--depths", args.depths, "--rise-masks", str(args.rise_masks),
-                "--out", str(out)]
-        if args.threads:
-            argv += ["--threads", str(args.threads)]
-        code = main(argv)
-        if code:
-            raise SystemExit(code)
-        report = json.loads((out / "sanity.json").read_text())
+        report = annotated_cli_run(Path(tmp), entries, args.model,
+                                   ["sanity", "--methods", args.methods, "--depths", args.depths,
+                                    "--rise-masks", str(args.rise_masks)], args.threads, "sanity.json")
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores (shared with other jobs while measured); "
               f"provider: CPUExecutionProvider (onnxruntime {ort.__version__}); {len(chosen)} photos "
               f"({', '.join(chosen)}), each explained for its annotated class; weights re-drawn from N(0, std^2) of "
