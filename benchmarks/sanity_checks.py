@@ -163,10 +163,23 @@ def run() -> None:
     entries = json.loads((HERE / "real_photos.json").read_text())["images"][:args.photos]
     chosen = [e["file"] for e in entries]
     started = time.perf_counter()
+    report: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        report = annotated_cli_run(Path(tmp), entries, args.model,
-                                   ["sanity", "--methods", args.methods, "--depths", args.depths,
-                                    "--rise-masks", str(args.rise_masks)], args.threads, "sanity.json")
+        model = args.model
+        if model is None:
+            from onnx_sise_export import export_zoo
+
+            model = Path(tmp) / "lite0.sise.onnx"
+            export_zoo("efficientnet-lite0", str(model))
+        for method in args.methods.split(","):  # one run per method: each row is printed as soon as it is measured
+            folder = Path(tmp) / method
+            folder.mkdir()
+            done = annotated_cli_run(folder, entries, model, ["sanity", "--methods", method, "--depths", args.depths,
+                                                              "--rise-masks", str(args.rise_masks)],
+                                     args.threads, "sanity.json")
+            report = {**done, "methods": {**report.get("methods", {}), **done["methods"]}}
+            print(f"{method} done after {time.perf_counter() - started:.0f} s: {json.dumps(done['methods'])[:2000]}",
+                  flush=True)
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores (shared with other jobs while measured); "
               f"provider: CPUExecutionProvider (onnxruntime {ort.__version__}); {len(chosen)} photos "
               f"({', '.join(chosen)}), each explained for its annotated class; weights re-drawn from N(0, std^2) of "
