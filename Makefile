@@ -51,6 +51,7 @@ bench: install
 	$(PY) benchmarks/bench_levers.py
 	$(PY) benchmarks/bench_preparation.py
 	$(PY) benchmarks/ada_vs_sise.py
+	$(PY) benchmarks/sanity_checks.py --labels
 	$(PY) benchmarks/evaluate_refinements.py
 
 # Are our maps better? Every method x metric on the 34 photos of benchmarks/photo_set.py
@@ -58,6 +59,8 @@ bench: install
 quality: install
 	$(PY) -m pip install --quiet ".[bench]"
 	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/sanity_checks.py --photos 8
+	$(PY) benchmarks/stability.py --photos 8
 
 clean:
 	rm -rf build $(VENV) $(ARTIFACTS)

@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 
 import onnxruntime as ort
-from photo_set import FIRST_FIVE, MANIFEST, manifest, photo_set
-from quality import HERE, model_or_export
+from photo_set import FIRST_FIVE, photo_set
+from quality import HERE, annotated_cli_run
 
-from onnx_sise.cli import main
 from onnx_sise.evaluation.report import table
 
 METHODS = ("gradcam", "wgradcam", "sigcam", "sise", "ucag-gradcam", "ucag-wgradcam", "ucag-sise")
@@ -41,21 +40,11 @@ def run() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         chosen = [name for name in args.photos.split(",") if name]
-        photos = photo_set(args.folder)[0].path.parent
-        model = model_or_export(args.model, Path(tmp))
-        entries = manifest(MANIFEST)["images"]
-        annotations = Path(tmp) / "annotations.json"
-        annotations.write_text(json.dumps({"images": [e for e in entries if e["file"] in chosen]}))
-        out = Path(tmp) / "out"
+        photos = [p for p in photo_set(args.folder) if p.path.name in chosen]
         started = time.perf_counter()
-        argv = ["evaluate", str(model), "--images", str(photos), "--annotations", str(annotations),
-                "--methods", args.methods, "--metrics", ",".join(METRICS), "--steps", str(args.steps), "--out", str(out)]
-        if args.threads:
-            argv += ["--threads", str(args.threads)]
-        code = main(argv)
-        if code:
-            raise SystemExit(code)
-        report = json.loads((out / "evaluation.json").read_text())
+        report = annotated_cli_run(Path(tmp), photos, args.model,
+                                   ["evaluate", "--methods", args.methods, "--metrics", ",".join(METRICS),
+                                    "--steps", str(args.steps)], args.threads, "evaluation.json")
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores (shared with other jobs while measured); "
               f"provider: CPUExecutionProvider (onnxruntime {ort.__version__}); {len(chosen)} photos ({', '.join(chosen)}); "
               f"total {time.perf_counter() - started:.0f} s")

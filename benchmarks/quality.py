@@ -66,6 +66,24 @@ def annotations_of(photos: list[Photo], folder: Path) -> Path:
     return path
 
 
+def annotated_cli_run(folder: Path, photos: list[Photo], model: Path | None, argv: list[str], threads: int | None,
+                      report_name: str) -> dict:
+    """`python -m onnx_sise <argv[0]> MODEL --images ... --annotations ... <argv[1:]>` over
+    `photos` (of photo_set, all in one folder), with `model` or a Lite0 exported into
+    `folder`; the report JSON `report_name` it wrote."""
+    from onnx_sise.cli import main
+
+    model = model_or_export(model, folder)
+    out = folder / "out"
+    command = [argv[0], str(model), "--images", str(photos[0].path.parent), "--annotations",
+               str(annotations_of(photos, folder)), *argv[1:], "--out", str(out),
+               *(["--threads", str(threads)] if threads else [])]
+    code = main(command)
+    if code:
+        raise SystemExit(code)
+    return json.loads((out / report_name).read_text())
+
+
 def cached_report(work: Path, key: dict, compute) -> dict:  # noqa: ANN001
     """compute()'s result, kept in `work` under a hash of `key`."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

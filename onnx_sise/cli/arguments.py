@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The commands and their flags; the methods, their options and the metrics come from
     their registries (methods/registry.py, evaluation/registry.py)."""
     from ..evaluation import METRICS
+    from ..evaluation.sanity import DEFAULT_DEPTHS
     from ..methods import METHODS
 
     parser = OneLineParser(prog="onnx_sise", description="SISE saliency maps for ONNX image classifiers.")
@@ -70,21 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="methods x metrics over annotated images",
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
                                    description=evaluate_doc())
-    evaluate.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
-    evaluate.add_argument("--images", type=Path, required=True, help="directory the annotation file's paths start from")
-    evaluate.add_argument("--annotations", type=Path, required=True, help="annotation file (JSON, format above)")
-    evaluate.add_argument("--methods", type=names_of(tuple(METHODS)), default=["sise"],
-                          help=f"comma-separated, from {','.join(METHODS)} (default: sise)")
+    add_annotated_run(evaluate)
     evaluate.add_argument("--metrics", type=names_of(tuple(METRICS)), default=list(METRICS),
                           help=f"comma-separated, from {','.join(METRICS)} (default: all)")
     evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
-    evaluate.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
-    evaluate.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
-    add_resize_option(evaluate)
     add_stability_option(evaluate)
-    add_method_options(evaluate)
-    evaluate.add_argument("--out", type=Path, default=Path("."),
-                          help="directory for evaluation.json and evaluation.csv (default: .)")
+    add_run_settings(evaluate, "evaluation.json and evaluation.csv")
+
+    sanity = commands.add_parser("sanity", help="cascading randomisation test of the methods (Adebayo et al. 2018)",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, description=sanity_doc())
+    add_annotated_run(sanity)
+    sanity.add_argument("--depths", default=DEFAULT_DEPTHS,
+                        help="cascade depths: how many layers to re-draw from the output side, comma-separated "
+                             f"counts or 'all' (default: {DEFAULT_DEPTHS})")
+    sanity.add_argument("--weights-seed", type=int, default=0,
+                        help="seed of the re-drawn weights; depth k+1 re-draws depth k's the same way (default: 0)")
+    add_run_settings(sanity, "sanity.json and sanity.csv")
 
     export = commands.add_parser("export", help="write an explainable ONNX (a plain ONNX needs onnx only; --zoo "
                                                 "needs torch)")
@@ -127,6 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_annotated_run(parser: argparse.ArgumentParser) -> None:
+    """The model, the annotated images and the methods: what evaluate and sanity run over."""
+    from ..methods import METHODS
+
+    parser.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
+    parser.add_argument("--images", type=Path, required=True, help="directory the annotation file's paths start from")
+    parser.add_argument("--annotations", type=Path, required=True, help="annotation file (JSON, format above)")
+    parser.add_argument("--methods", type=names_of(tuple(METHODS)), default=["sise"],
+                        help=f"comma-separated, from {','.join(METHODS)} (default: sise)")
+
+
+def add_run_settings(parser: argparse.ArgumentParser, outputs: str) -> None:
+    """Batch size, threads, the resize, the methods' options and the output directory of evaluate and sanity."""
+    parser.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass (default: 32)")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    add_resize_option(parser)
+    add_method_options(parser)
+    parser.add_argument("--out", type=Path, default=Path("."), help=f"directory for {outputs} (default: .)")
+
+
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """A flag per option of the registered methods (--sigcam-theta for sigcam_theta), with
     its type, choices, default and help from the option's Domain: the options' one home."""
@@ -163,6 +185,12 @@ def evaluate_doc() -> str:
     from ..evaluation.annotations import __doc__ as doc
 
     return doc or ""
+
+
+def sanity_doc() -> str:
+    from ..evaluation.sanity import __doc__ as doc
+
+    return f"{doc or ''}\nThe annotation file is evaluate's (see `evaluate --help`); boxes and masks are not needed."
 
 
 def names_of(choices: tuple[str, ...]):  # noqa: ANN201

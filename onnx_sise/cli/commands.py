@@ -1,4 +1,4 @@
-"""What each command does, from parsed arguments: explain, evaluate, export, variant."""
+"""What each command does, from parsed arguments: explain, evaluate, sanity, export, variant."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .arguments import ZOO_GROUP, chosen_method, method_options
 from .terminal import say
 
 if TYPE_CHECKING:
+    from ..evaluation.annotations import Annotation
     from ..explainer import Explainer
 
 COMPARE_SUFFIX = "compare"  # <stem>.compare.png / .npy of `explain --compare`
@@ -106,23 +107,15 @@ def write_comparison(explainer: Explainer, image: Path, rgb: np.ndarray, args: a
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from ..evaluation import GROUND, METRICS
-    from ..evaluation.annotations import load_annotations
     from ..evaluation.evaluate import evaluate
     from ..evaluation.report import table, write_report
-    from ..explainer import Explainer
     from ..files.writing import output_directory
     from ..progress import ProgressBar
 
-    if args.steps < 1 or args.batch_size < 1:
-        raise SiseError("--steps and --batch-size must be at least 1")
-    for report_path in evaluate_outputs(args):
-        refuse_output_over_inputs(report_path, [*model_files_of(args.model), args.annotations])
-    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size, resize=args.resize)
+    if args.steps < 1:
+        raise SiseError("--steps must be at least 1")
     need_truth = any(METRICS[m].truth == GROUND for m in args.metrics)
-    annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
-    annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
-    for report_path in evaluate_outputs(args):
-        refuse_overwriting(report_path, identities(annotated))
+    explainer, annotations = annotated_run(args, evaluate_outputs(args), need_truth)
     with output_directory(args.out):
         bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
         report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
@@ -157,6 +150,50 @@ def evaluate_outputs(args: argparse.Namespace) -> list[Path]:
     from ..evaluation.stability import stability_paths
 
     return [*report_paths(args.out), *(stability_paths(args.out) if args.stability else ())]
+
+
+def annotated_run(args: argparse.Namespace, outputs: Sequence[Path],
+                  need_truth: bool) -> tuple[Explainer, list[Annotation]]:
+    """evaluate's and sanity's explainer and annotations, after the checks made before any
+    work: --batch-size and --threads, and `outputs` that would overwrite an input."""
+    from ..evaluation.annotations import load_annotations
+    from ..explainer import Explainer
+
+    if args.batch_size < 1:
+        raise SiseError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise SiseError(f"--threads must be at least 1, got {args.threads}")
+    for output in outputs:
+        refuse_output_over_inputs(output, [*model_files_of(args.model), args.annotations])
+    explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size, resize=args.resize)
+    annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
+    annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
+    for output in outputs:
+        refuse_overwriting(output, identities(annotated))
+    return explainer, annotations
+
+
+def run_sanity(args: argparse.Namespace) -> None:
+    from ..evaluation.report import sanity_paths, sanity_table, write_sanity_report
+    from ..evaluation.sanity import model_proto, parameterised_layers, parse_depths, sanity
+    from ..files.writing import output_directory
+    from ..progress import ProgressBar
+
+    if args.weights_seed < 0:
+        raise SiseError(f"--weights-seed must be at least 0, got {args.weights_seed}")
+    explainer, annotations = annotated_run(args, sanity_paths(args.out), need_truth=False)
+    depths = parse_depths(args.depths, len(parameterised_layers(model_proto(explainer))))
+    with output_directory(args.out):
+        bar = ProgressBar((len(depths) + 1) * len(annotations) * len(args.methods), "sanity")
+        report = sanity(explainer, annotations, args.methods, depths, weights_seed=args.weights_seed,
+                        on_image=lambda label: bar(1), **method_options(args))
+        bar.close()
+        json_path, csv_path = write_sanity_report(report, args.out)
+        for line in sanity_table(report).splitlines():
+            say(line)
+        say(f"{len(annotations)} images, {len(report['layers'])} layers re-drawn from the top (seed "
+            f"{args.weights_seed}); Spearman and SSIM of each map against the trained model's (1 = unchanged); "
+            f"wrote {json_path} and {csv_path}")
 
 
 def describe_input(info: ModelInfo) -> str:
@@ -214,5 +251,6 @@ def plugin(group: str, name: str, command: str) -> Callable[..., object]:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
-    "explain": run_explain, "evaluate": run_evaluate, "export": run_export, "variant": run_variant,
+    "explain": run_explain, "evaluate": run_evaluate, "sanity": run_sanity, "export": run_export,
+    "variant": run_variant,
 }

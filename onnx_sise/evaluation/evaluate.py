@@ -99,16 +99,16 @@ def _check_arguments(explainer: object, annotations: object, methods: object, me
     """evaluate()'s arguments by type, each wrong one an OptionError (one line)."""
     if not isinstance(explainer, Explainer):
         raise OptionError(f"explainer must be an onnx_sise.Explainer, got {type(explainer).__name__}")
-    if not _list_of(annotations, Annotation) or not annotations:
+    if not list_of(annotations, Annotation) or not annotations:
         raise OptionError("annotations must be a non-empty list of Annotation (see load_annotations)")
     for name, value, known in (("methods", methods, METHODS), ("metrics", metric_names, METRICS)):
-        if not _list_of(value, str) or not value or not set(value) <= set(known):
+        if not list_of(value, str) or not value or not set(value) <= set(known):
             raise OptionError(f"{name} must be a non-empty list of names from {', '.join(known)}, got {short(value)}")
     if not callable(on_image):
         raise OptionError(f"on_image must be callable, got {type(on_image).__name__}")
 
 
-def _list_of(value: object, kind: type) -> bool:
+def list_of(value: object, kind: type) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(v, kind) for v in value)
 
 

@@ -1,4 +1,5 @@
-"""The report of `evaluate`: a Markdown table, and evaluation.json / evaluation.csv."""
+"""The reports of `evaluate` and `sanity`: a Markdown table, and evaluation.json /
+evaluation.csv or sanity.json / sanity.csv."""
 
 from __future__ import annotations
 
@@ -58,15 +59,50 @@ def report_paths(out: Path) -> tuple[Path, Path]:
 def write_report(report: dict[str, dict[str, object]], metric_names: Sequence[str], out: Path) -> tuple[Path, Path]:
     """evaluation.json (everything, per image too) and evaluation.csv (the table with each mean's
     95 % interval), both or neither."""
-    json_path, csv_path = report_paths(out)
+    bounds = [f"{m}_{end}" for m in metric_names for end in ("low", "high")]
+    rows = [[method, *(entry["metrics"][m] for m in metric_names),
+             *(end for m in metric_names for end in entry["intervals"][m]), entry["seconds_per_image"],
+             entry["passes_per_image"]] for method, entry in report.items()]
+    return _write_json_and_csv(report_paths(out), report,
+                               ["method", *metric_names, *bounds, "seconds_per_image", "passes_per_image"], rows)
+
+
+def _write_json_and_csv(paths: tuple[Path, Path], report: object, header: list[str],
+                        rows: list[list[object]]) -> tuple[Path, Path]:
+    """`report` as JSON at paths[0] and the table's rows as CSV at paths[1], both or neither."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    bounds = [f"{m}_{end}" for m in metric_names for end in ("low", "high")]
-    writer.writerow(["method", *metric_names, *bounds, "seconds_per_image", "passes_per_image"])
-    for method, entry in report.items():
-        writer.writerow([method, *(entry["metrics"][m] for m in metric_names),
-                         *(end for m in metric_names for end in entry["intervals"][m]), entry["seconds_per_image"],
-                         entry["passes_per_image"]])
-    replace_together({json_path: json.dumps(report, indent=2).encode("utf-8"),
-                      csv_path: buffer.getvalue().encode("utf-8")})
-    return json_path, csv_path
+    writer.writerows([header, *rows])
+    replace_together({paths[0]: json.dumps(report, indent=2).encode("utf-8"),
+                      paths[1]: buffer.getvalue().encode("utf-8")})
+    return paths
+
+
+def sanity_table(report: dict[str, object]) -> str:
+    """Markdown table of the cascading randomisation test: methods x cascade depths, each
+    cell the mean Spearman / mean SSIM over the images of the maps against the trained
+    model's (1 / 1: the map did not change; "n/a" where every map was constant)."""
+    depths = report["depths"]
+    head = ["method"] + [f"{d['label']} to {d['deepest']}: Spearman / SSIM" for d in depths]  # type: ignore[index]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, entries in report["methods"].items():  # type: ignore[attr-defined]
+        cells = [method] + [" / ".join("n/a" if entries[str(d["depth"])][name] is None
+                                       else f"{entries[str(d['depth'])][name]:.2f}" for name in ("spearman", "ssim"))
+                            for d in depths]  # type: ignore[union-attr]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sanity_paths(out: Path) -> tuple[Path, Path]:
+    """(sanity.json, sanity.csv) in `out`."""
+    return out / "sanity.json", out / "sanity.csv"
+
+
+def write_sanity_report(report: dict[str, object], out: Path) -> tuple[Path, Path]:
+    """sanity.json (everything, per image too) and sanity.csv (method, depth, the means), both or neither."""
+    rows = [[method, d["depth"], d["deepest"], *(entries[str(d["depth"])][name]
+                                                 for name in ("spearman", "spearman_abs", "ssim"))]
+            for method, entries in report["methods"].items()  # type: ignore[attr-defined]
+            for d in report["depths"]]  # type: ignore[attr-defined]
+    return _write_json_and_csv(sanity_paths(out), report,
+                               ["method", "depth", "deepest_layer", "spearman", "spearman_abs", "ssim"], rows)
