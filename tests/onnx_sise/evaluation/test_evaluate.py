@@ -189,7 +189,6 @@ def test_bad_input_evaluate_arguments_of_the_wrong_type(lite0_path: Path, images
         evaluate(explainer, annotations, ["gradcam"], ["ebpg"], on_image=None)  # type: ignore[arg-type]
 
 
-
 def test_bad_input_a_run_that_fails_leaves_no_empty_output_folder(lite0_path: Path, images: Path, photos: Path,
                                                                   tmp_path: Path) -> None:
     annotations = _annotations(tmp_path, [{"file": "coffee.png", "target": 967, "boxes": [[170, 15, 420, 305]]}])
