@@ -14,7 +14,7 @@ from ..context import Context
 from ..options import SISE, Domain, option
 from ..registry import Method, register
 from ..result import MethodResult
-from .fusion import GATES, fuse_block_maps
+from .fusion import DEFAULT_GATE, GATES, fuse_block_maps
 from .masks import attribution_masks, distinct_maps
 
 ADA_RULES = ("otsu", "paper")
@@ -22,8 +22,9 @@ SELECTIONS = ("hard", "soft")
 
 
 def fusion_option() -> object:
-    return option("hard", Domain("str", choices=GATES, group=SISE,
-                                 help="Otsu gate of the fusion cascade; hard as in the paper"))
+    return option(DEFAULT_GATE, Domain("str", choices=GATES, group=SISE,
+                                       help="Otsu gate of the fusion cascade: soft (sigmoid(100 (V - t)), chosen on "
+                                            "the faithfulness metrics) or hard ([V > t], the paper's literal mask)"))
 
 
 def selection_option() -> object:
@@ -41,7 +42,7 @@ def margin_option() -> object:
 @dataclass(frozen=True)
 class SiseOptions:
     """mu: the threshold of SISE eq. 7 (a fraction of the largest alpha); fusion: the
-    Otsu gate of the fusion cascade (SISE Fig. 5), "hard" as in the paper or "soft";
+    Otsu gate of the fusion cascade (SISE Fig. 5), "soft" (default) or "hard" (the paper's);
     sise_selection, sise_margin: see `selection_weights` ("hard" is the paper's)."""
 
     mu: float = option(0.0, Domain("real", 0, None, meaning=" (SISE eq. 7)", group=SISE,
@@ -191,7 +192,7 @@ def _host_contributions(ctx: Context, activations: np.ndarray, representatives: 
     return acc, used
 
 
-def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusion: str = "hard",
+def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusion: str = DEFAULT_GATE,
                  rule: str = "otsu", selection: str = "hard", margin: float = 0.1) -> list[MethodResult]:
     """SISE (mu, SISE eq. 7) or Ada-SISE (adaptive=True, Ada-SISE Algorithm 1) for every
     target of `ctx`; the features of each target come from its own gradient call.

@@ -12,6 +12,7 @@ import torch
 from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients, sise_block_map
 
 from onnx_sise import Explainer
+from onnx_sise.methods.sise.fusion import DEFAULT_GATE
 
 
 @pytest.mark.parametrize("photo,target", [("coffee.png", 967), ("chelsea.png", 285)])
@@ -28,6 +29,6 @@ def test_block_maps_match_eager_pytorch(lite0_path: Path, lite0_torch: torch.nn.
         expected_maps.append(expected)
         assert abs(result.masks_used[name] - count) <= max(1, count // 100), name
         assert reference.pearson(ours, expected) >= 0.99, name
-    fused = reference.fuse_cascade(np.stack(expected_maps).astype(np.float32))
+    fused = reference.fuse_cascade(np.stack(expected_maps).astype(np.float32), gate=DEFAULT_GATE)
     ours_fused = reference.upsample_bilinear(result.saliency[None], *fused.shape)[0]
     assert reference.pearson(ours_fused, fused) >= 0.9
