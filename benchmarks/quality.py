@@ -43,7 +43,8 @@ from onnx_sise.methods import METHODS  # noqa: E402
 
 # SIGCAM (an optimised mask: 40-150 s a photo here) and the UCAG refinements (n explanations
 # of patches each) are measured on fewer photos in a run of their own: --methods sigcam,...
-DEFAULT_METHODS = [m for m in METHODS if m != "sigcam" and not m.startswith("ucag-")]
+DEFAULT_METHODS = [m for m in METHODS if m != "sigcam" and not m.startswith("ucag-")] + [
+    "sise --fusion hard", "ada-sise --fusion hard"]  # the papers' literal fusion, beside our default
 FAITHFULNESS = ["deletion", "insertion", "drop", "increase"]
 
 
@@ -84,6 +85,16 @@ def annotated_cli_run(folder: Path, photos: list[Photo], model: Path | None, arg
     return json.loads((out / report_name).read_text())
 
 
+def method_and_options(label: str) -> tuple[str, dict[str, object]]:
+    """("sise", {"fusion": "hard"}) for "sise --fusion hard": a method and options as on the
+    command line (numbers as numbers)."""
+    method, *rest = label.split()
+    options: dict[str, object] = {}
+    for flag, value in zip(rest[::2], rest[1::2]):
+        options[flag.lstrip("-").replace("-", "_")] = json.loads(value) if value[:1].isdigit() else value
+    return method, options
+
+
 def cached_report(work: Path, key: dict, compute) -> dict:  # noqa: ANN001
     """compute()'s result, kept in `work` under a hash of `key`."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -99,7 +110,8 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
     parser.add_argument("--photos", type=int, default=None, help="use the first N photos (default: all)")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="methods to compare")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help="methods to compare, each with options as on the command line: 'sise --fusion hard'")
     parser.add_argument("--parts", default="methods,fusion", help="methods, fusion (default: both)")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
@@ -120,13 +132,16 @@ def run() -> None:
         sections = []
         if "methods" in parts:
             report = {}
-            for method in methods:
-                options = {"rise_masks": args.rise_masks} if method.endswith("rise") else {}
+            for label in methods:
+                method, options = method_and_options(label)
+                if method.endswith("rise"):
+                    options.setdefault("rise_masks", args.rise_masks)
                 key = {"part": "methods", "method": method, "options": options, "steps": args.steps,
                        "photos": photo_key}
-                print(f"{method} ...", flush=True)
-                report.update(cached_report(args.work, key, lambda m=method, o=options: evaluate(
-                    explainer, annotations, [m], metric_names, steps=args.steps, **o)))
+                print(f"{label} ...", flush=True)
+                found = cached_report(args.work, key, lambda m=method, o=options: evaluate(
+                    explainer, annotations, [m], metric_names, steps=args.steps, **o))
+                report[label] = found[method]
             sections.append(f"### Every method, {len(annotations)} photos: mean [95 % bootstrap interval]\n\n"
                             f"{table(report, metric_names)}\n")
             for reference in ("sise", "gradcam"):
