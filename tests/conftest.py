@@ -1,9 +1,26 @@
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import skimage
+
+from onnx_sise.cli.terminal import STOP_SIGNALS
+
+
+@pytest.fixture(autouse=True)
+def stop_signal_handlers_given_back() -> Iterator[None]:
+    """The command line run in-process (`cli.main`) leaves SIGINT, SIGTERM and SIGHUP
+    ignored when it returns (its process is about to exit); a later test's child process
+    would inherit them ignored. Every test gets the handlers back as they were."""
+    handlers = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ line, its option a flag there, checked by its Domain in both."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 
 from onnx_sise import Explainer, OptionError
 from onnx_sise.cli import build_parser, main
-from onnx_sise.cli.terminal import STOP_SIGNALS
 from onnx_sise.methods import METHODS, Context, Method, MethodResult, option_fields, register
 from onnx_sise.methods.options import Domain, option
 
@@ -38,17 +36,13 @@ def explain_centre(ctx: Context, options: CentreOptions) -> list[MethodResult]:
 
 @pytest.fixture
 def centre() -> Iterator[Method]:
-    """The toy method, registered for one test; the signal handlers that main() leaves
-    ignored when it returns (its exit is near) are given back, so that later tests'
-    child processes do not inherit them ignored."""
-    handlers = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    """The toy method, registered for one test (conftest gives back the signal handlers
+    that main() leaves ignored)."""
     method = register(Method("centre", explain_centre, (CentreOptions,), "a centred Gaussian (the centre bias)"))
     try:
         yield method
     finally:
         del METHODS["centre"]
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
 
 
 def test_a_toy_method_is_found_by_the_api_and_the_cli(centre: Method, lite0_path: Path, photos: Path,
