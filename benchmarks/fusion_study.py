@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnx_sise import kernels
+from onnx_sise.explainer import to_photo
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,6 @@ def fused(block_maps: np.ndarray, variant: Fusion, sharpness: float = 100.0) -> 
     return np.zeros(maps.shape[1:], np.float32) if result is None else result.astype(np.float32)
 
 
-def photo_map(fused_map: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
-    """As the Explainer returns a map: min-max normalised, then resized to the photo."""
-    unit = np.array(fused_map, dtype=np.float32, copy=True)[None]
-    kernels.minmax_normalize(unit)
-    return np.clip(kernels.upsample_bilinear(unit, *photo_size)[0], 0.0, 1.0)
-
-
 def study(explainer, annotations, metric_names, steps, methods=("sise", "ada-sise"), on_image=print) -> dict:
     """{"<method>, <variant>": report entry (evaluate.summarised)} for every method and variant."""
     from onnx_sise.evaluation import METRICS
@@ -96,7 +90,7 @@ def study(explainer, annotations, metric_names, steps, methods=("sise", "ada-sis
             result = explainer.explain(rgb, target=item.target, method=method)
             stack = np.stack(list(result.block_maps.values()))
             for variant in VARIANTS:
-                saliency = photo_map(fused(stack, variant), rgb.shape[:2])
+                saliency = to_photo(fused(stack, variant), rgb.shape[:2])
                 rows[f"{method}, {variant.name}"].append(
                     {"file": item.file.name, "target": item.target, "seconds": result.seconds,
                      "passes": result.passes, "zeros": float((saliency == 0).mean()),

@@ -236,7 +236,7 @@ class Explainer:
         seconds = time.perf_counter() - started
         log.debug("%s of classes %s: %d masked passes in %.3f s", method, chosen, ctx.passes, seconds)
         return [Explanation(
-            saliency=_to_photo(r.saliency, photo_size), target=t, label=self.info.label(t), score=float(scores[t]),
+            saliency=to_photo(r.saliency, photo_size), target=t, label=self.info.label(t), score=float(scores[t]),
             method=method, block_maps=r.block_maps, masks_selected=r.masks_selected, masks_used=r.masks_used,
             seconds=seconds, passes=ctx.passes, details=r.details,
         ) for t, r in zip(chosen, results)]
@@ -324,7 +324,7 @@ def capped_threads(threads: object) -> int | None:
     return min(int(threads), cpus)
 
 
-def _to_photo(saliency: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
+def to_photo(saliency: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
     """Min-max normalised (AOP eq. 4) and resized to the photo; constant maps become 0.
     The photo-sized map is the only photo-sized array made, clipped in place."""
     unit = np.array(saliency, dtype=np.float32, copy=True)[None]
