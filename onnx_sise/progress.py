@@ -16,8 +16,12 @@ def no_progress(n: int) -> None:
 
 
 class ProgressBar:
-    def __init__(self, total: int | None, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, total: int | None, label: str, stream: TextIO | None = None, width: int = 30,
+                 unit: str = "masks", rate: bool = False) -> None:
+        """unit: what is counted; rate: also show units per second and, with a total, the ETA."""
         self.total = total
+        self.unit = unit
+        self.rate = rate
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
@@ -34,10 +38,14 @@ class ProgressBar:
                 bar = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}"
             else:
                 bar = f"{self.done}"
-            self.stream.write(f"\r{self.label} {bar} masks {elapsed:5.1f}s")
+            speed = self.done / elapsed if elapsed > 0 else 0.0
+            pace = f" {speed:.2f} {self.unit}/s" if self.rate else ""
+            if self.rate and self.total and speed > 0:
+                pace += f" ETA {max(0, self.total - self.done) / speed:.0f}s"
+            self.stream.write(f"\r{self.label} {bar} {self.unit} {elapsed:5.1f}s{pace}")
             self.stream.flush()
 
     def close(self) -> None:
         if self.enabled:
-            self.stream.write("\r" + " " * (len(self.label) + self.width + 40) + "\r")
+            self.stream.write("\r" + " " * (len(self.label) + self.width + (70 if self.rate else 40)) + "\r")
             self.stream.flush()
