@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import OptionError, SiseError
@@ -26,6 +27,8 @@ from .outputs import Outputs, remove_temporaries
 from .worker import ExplainWorker, Plan, plan_pool
 
 RAY_EXTRA = "pip install 'onnx_sise[ray]'"
+# Blocks of the listed images: each goes to one actor, a batch of one image at a time.
+MAX_BLOCKS = 2000
 
 
 class RayMissingError(SiseError):
@@ -93,10 +96,14 @@ def stop_ray(started: bool) -> None:
         import_ray().shutdown()
 
 
-def cluster_plan(actors: int | None, threads: int | None, provider: str | None) -> Plan:
-    """plan_pool over the alive nodes of the connected cluster."""
+def cluster_plan(actors: int | None, threads: int | None, provider: str | None, spare_cpus: int = 0) -> Plan:
+    """plan_pool over the alive nodes of the connected cluster, `spare_cpus` of the largest
+    node left free (a dataset's read tasks need one: actors holding every CPU would wait
+    for reads that never start)."""
     ray = import_ray()
-    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    nodes = sorted((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), reverse=True)
+    if nodes and spare_cpus and nodes[0] > spare_cpus:
+        nodes[0] -= spare_cpus
     return plan_pool(nodes, ray.cluster_resources().get("GPU", 0.0), actors, threads, provider)
 
 
@@ -145,9 +152,11 @@ def explain_dataset(model: str | os.PathLike[str], source: object, out: str | os
         try:
             ray = import_ray()
             quiet_ray_data(ray)
-            plan = cluster_plan(actors, threads, provider)
+            plan = cluster_plan(actors, threads, provider, spare_cpus=0 if items else 1)
             if dataset is None:
-                dataset = ray.data.from_items([{"path": i.source, "key": i.key} for i in todo])
+                plan = replace(plan, actors=min(plan.actors, len(todo)))
+                dataset = ray.data.from_items([{"path": i.source, "key": i.key} for i in todo],
+                                              override_num_blocks=min(len(todo), MAX_BLOCKS))
             bar = ProgressBar(len(todo) if items else None, f"{method} images", unit="images", rate=True) \
                 if progress else None
             for row in _rows(ray, dataset, plan, model_text, out_path, method, target, options, batch_size, resize,
@@ -191,4 +200,6 @@ def _rows(ray: object, dataset: object, plan: Plan, model: str, out: Path, metho
         fn_constructor_kwargs=dict(model=str(Path(model).resolve()), out=str(out.resolve()), method=method,
                                    target=target, options=options, threads=plan.threads, provider=plan.provider,
                                    batch_size=batch_size, resize=resize, retry_errors=retry_errors))
-    yield from mapped.iter_rows()
+    with warnings.catch_warnings():  # Ray Data's advice on concurrency: ours is the plan
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
+        yield from mapped.iter_rows()

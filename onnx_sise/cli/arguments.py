@@ -116,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "where affordable) (default: auto for a plain ONNX; a --zoo export is checked "
                              "against torch autograd, and also this way when given)")
 
+    batch = commands.add_parser("batch", help="explain every image of a folder or manifest on Ray (one machine, "
+                                               "or a cluster with --address; needs onnx_sise[ray])")
+    batch.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx), on a path every node sees")
+    batch.add_argument("input", help="a folder (walked recursively), a .txt/.csv/.parquet manifest of paths; local "
+                                     "or a URI pyarrow reads (s3://, gs://, ...)")
+    batch.add_argument("--out", type=Path, required=True,
+                       help="output folder: <relative path>.<method>.npy|png and manifest.<method>.parquet (required)")
+    batch.add_argument("--method", choices=tuple(METHODS), default="sise", help="explanation method (default: sise)")
+    batch.add_argument("--target", type=int, default=None, help="class id to explain (default: each image's top-1)")
+    add_cluster_options(batch)
+    batch.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="onnxruntime provider of the actors: auto is cuda when the cluster has GPUs "
+                            "(default: auto)")
+    batch.add_argument("--batch-size", type=int, default=32, help="masked inputs per forward pass (default: 32)")
+    batch.add_argument("--retry-errors", action="store_true",
+                       help="explain again the images a previous run recorded as errors (default: off)")
+    add_resize_option(batch)
+    add_method_options(batch)
+
     variant = commands.add_parser("variant", help="write a copy of the masked-pass graph in another precision "
                                                    "(needs onnx)")
     variant.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
@@ -147,6 +166,17 @@ def add_run_settings(parser: argparse.ArgumentParser, outputs: str) -> None:
     add_resize_option(parser)
     add_method_options(parser)
     parser.add_argument("--out", type=Path, default=Path("."), help=f"directory for {outputs} (default: .)")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--address, --actors and --threads of the commands that run on Ray."""
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join: auto, ray://host:10001 or host:6379 (default: start Ray on this "
+                             "machine)")
+    parser.add_argument("--actors", type=int, default=None,
+                        help="explainers running at once (default: as many as the cluster's CPUs hold, or one per GPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnxruntime threads per actor (default: a quarter of a node's CPUs, 1 to 4)")
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:

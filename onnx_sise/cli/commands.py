@@ -1,4 +1,4 @@
-"""What each command does, from parsed arguments: explain, evaluate, sanity, export, variant."""
+"""What each command does, from parsed arguments: explain, evaluate, sanity, export, variant, batch."""
 
 from __future__ import annotations
 
@@ -228,6 +228,29 @@ def run_export(args: argparse.Namespace) -> None:
     say(f"wrote {args.output}: {info.model_name}, {len(info.taps)} taps ({blocks}); measured errors: {checks}")
 
 
+def run_batch(args: argparse.Namespace) -> None:
+    """`batch`: onnx_sise.batch.explain_dataset, Ray imported only now."""
+    try:
+        from ..batch import explain_dataset
+    except ImportError as exc:  # pragma: no cover - the package imports ray lazily; a broken install
+        raise SiseError(f"batch needs Ray ({exc.name} is missing): pip install 'onnx_sise[ray]'") from None
+
+    for name in ("batch_size", "actors", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SiseError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    summary = explain_dataset(args.model, args.input, args.out, args.method, target=args.target,
+                              address=args.address, actors=args.actors, threads=args.threads,
+                              provider=None if args.provider == "auto" else args.provider,
+                              batch_size=args.batch_size, resize=args.resize, retry_errors=args.retry_errors,
+                              progress=sys.stderr.isatty(), **method_options(args))
+    pool = (f" on {summary.plan.actors} actors x {summary.plan.threads} threads ({summary.plan.provider})"
+            if summary.plan else "")
+    say(f"{summary.images} images: {summary.explained} explained, {summary.errors} errors, {summary.skipped} done "
+        f"before{pool} in {summary.seconds:.1f}s ({summary.images_per_second:.2f} images/s); manifest: "
+        f"{summary.manifest}")
+
+
 def run_variant(args: argparse.Namespace) -> None:
     write_variant = plugin(COMMAND_GROUP, "variant", "variant")
     if args.precision == "int8" and not args.calibrate:
@@ -252,5 +275,5 @@ def plugin(group: str, name: str, command: str) -> Callable[..., object]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "explain": run_explain, "evaluate": run_evaluate, "sanity": run_sanity, "export": run_export,
-    "variant": run_variant,
+    "variant": run_variant, "batch": run_batch,
 }

@@ -21,9 +21,12 @@ LAYERS = (
     ("methods",),
     ("explainer",),
     ("evaluation",),
+    ("batch",),  # Ray Data: only onnx_sise.batch imports ray (RAY_ONLY_IN below)
     ("cli", "__main__", "", "preparation"),  # preparation: a deprecated alias of model.preparation
 )
 FORBIDDEN = ("onnx_sise_export", "torch", "torchvision", "onnx2torch")
+# The `ray` extra: imported by this unit only, so that onnx_sise imports and runs without it.
+RAY_ONLY_IN = "onnx_sise.batch"
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -114,6 +117,12 @@ def test_no_import_cycle() -> None:
 def test_the_runtime_never_imports_the_export_package_or_torch() -> None:
     found = [f"{module} imports {target}" for module, targets in graph().items() for target in targets
              if target.split(".")[0] in FORBIDDEN]
+    assert not found, "\n".join(found)
+
+
+def test_only_the_batch_unit_imports_ray() -> None:
+    found = [f"{module} imports {target}" for module, targets in graph().items() for target in targets
+             if target.split(".")[0] in ("ray", "pyarrow") and not module.startswith(RAY_ONLY_IN)]
     assert not found, "\n".join(found)
 
 
