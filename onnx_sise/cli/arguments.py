@@ -154,7 +154,9 @@ def add_annotated_run(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx)")
     parser.add_argument("--images", type=Path, required=True, help="directory the annotation file's paths start from")
-    parser.add_argument("--annotations", type=Path, required=True, help="annotation file (JSON, format above)")
+    parser.add_argument("--annotations", type=Path, required=True,
+                        help="annotation file: JSON (format above), COCO JSON, a PASCAL VOC XML file or a folder of "
+                             "them; VOC/COCO class names are the model's labels or class ids")
     parser.add_argument("--methods", type=names_of(tuple(METHODS)), default=["sise"],
                         help=f"comma-separated, from {','.join(METHODS)} (default: sise)")
 

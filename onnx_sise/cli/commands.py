@@ -156,7 +156,7 @@ def annotated_run(args: argparse.Namespace, outputs: Sequence[Path],
                   need_truth: bool) -> tuple[Explainer, list[Annotation]]:
     """evaluate's and sanity's explainer and annotations, after the checks made before any
     work: --batch-size and --threads, and `outputs` that would overwrite an input."""
-    from ..evaluation.annotations import load_annotations
+    from ..evaluation.foreign_annotations import load_any_annotations
     from ..explainer import Explainer
 
     if args.batch_size < 1:
@@ -166,7 +166,8 @@ def annotated_run(args: argparse.Namespace, outputs: Sequence[Path],
     for output in outputs:
         refuse_output_over_inputs(output, [*model_files_of(args.model), args.annotations])
     explainer = Explainer(args.model, threads=args.threads, batch_size=args.batch_size, resize=args.resize)
-    annotations = load_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth)
+    annotations = load_any_annotations(args.annotations, args.images, explainer.info.num_classes, need_truth,
+                                       explainer.info.labels)
     annotated = [path for a in annotations for path in (a.file, *([a.mask] if a.mask else []))]
     for output in outputs:
         refuse_overwriting(output, identities(annotated))

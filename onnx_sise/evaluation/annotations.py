@@ -5,7 +5,8 @@
 `file` and `mask` are relative to the images directory and stay inside it. The ground
 truth G is the union of the boxes and the mask (non-zero in any channel); ground-truth
 metrics need at least one of them. Every entry is checked by type and against the
-images before any work."""
+images before any work. PASCAL VOC XML and COCO JSON boxes are read too
+(foreign_annotations.py: load_any_annotations)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ def load_annotations(path: Path, images: Path, num_classes: int, need_truth: boo
     range. Any fault of the file is an AnnotationError (or the ImageError of a photo).
     need_truth: ground-truth metrics are asked for, so at least one image must have boxes
     or a mask; they are measured on the images that have them."""
-    entries = _entries(path)
+    return checked_entries(_entries(path), path, images, num_classes, need_truth)
+
+
+def checked_entries(entries: list, path: Path, images: Path, num_classes: int, need_truth: bool) -> list[Annotation]:
+    """load_annotations' checks of entries (dicts of the annotation file's form) read from `path`."""
     annotations = []
     for n, entry in enumerate(entries):
         where = f"{path}: image #{n}"
@@ -76,10 +81,11 @@ def load_annotations(path: Path, images: Path, num_classes: int, need_truth: boo
     return annotations
 
 
-def _entries(path: Path) -> list:
+def read_json(path: Path) -> object:
+    """The parsed JSON of an annotation file (bounded, regular files only)."""
     try:
         text = read_regular(path, "annotation file", AnnotationError, MAX_ANNOTATION_BYTES).decode("utf-8-sig")
-        raw = json.loads(text)
+        return json.loads(text)
     except FileNotFoundError:
         raise AnnotationError(f"annotation file not found: {path}") from None
     except IsADirectoryError:
@@ -88,6 +94,10 @@ def _entries(path: Path) -> list:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
         raise AnnotationError(f"{path} is not an annotation file ({reason}): see `evaluate --help` for the "
                               "format") from None
+
+
+def _entries(path: Path) -> list:
+    raw = read_json(path)
     entries = raw.get("images") if isinstance(raw, dict) else None
     if not isinstance(entries, list) or not entries:
         raise AnnotationError(f"{path} lists no images: it needs {{\"images\": [{{\"file\": ..., \"target\": ...}}]}}, "
