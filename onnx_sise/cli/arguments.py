@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"comma-separated, from {','.join(METRICS)} (default: all)")
     evaluate.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     add_stability_option(evaluate)
+    evaluate.add_argument("--address", default=None,
+                          help="explain and measure the images on Ray (onnx_sise[ray]): local (Ray started on this "
+                               "machine), auto, ray://host:10001 or host:6379; --threads is then per actor; the "
+                               "images and annotations must be on a filesystem every node mounts (default: no Ray)")
+    evaluate.add_argument("--actors", type=int, default=None,
+                          help="with --address: explainers running at once (default: as many as the cluster's CPUs "
+                               "hold)")
     add_run_settings(evaluate, "evaluation.json and evaluation.csv")
 
     sanity = commands.add_parser("sanity", help="cascading randomisation test of the methods (Adebayo et al. 2018)",

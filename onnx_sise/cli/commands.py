@@ -117,9 +117,17 @@ def run_evaluate(args: argparse.Namespace) -> None:
     need_truth = any(METRICS[m].truth == GROUND for m in args.metrics)
     explainer, annotations = annotated_run(args, evaluate_outputs(args), need_truth)
     with output_directory(args.out):
-        bar = ProgressBar(len(annotations) * len(args.methods), "evaluate")
-        report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
-                          on_image=lambda label: bar(1), **method_options(args))
+        bar = ProgressBar(len(annotations) * len(args.methods), "evaluate", unit="images", rate=True)
+        if args.address is None:
+            report = evaluate(explainer, annotations, args.methods, args.metrics, steps=args.steps,
+                              on_image=lambda label: bar(1), **method_options(args))
+        else:
+            from ..batch.evaluate import evaluate_on_ray
+
+            report = evaluate_on_ray(args.model, annotations, args.methods, args.metrics, steps=args.steps,
+                                     address=None if args.address == "local" else args.address,
+                                     actors=args.actors, threads=args.threads, batch_size=args.batch_size,
+                                     resize=args.resize, on_image=lambda label: bar(1), **method_options(args))
         bar.close()
         json_path, csv_path = write_report(report, args.metrics, args.out)
         for line in table(report, args.metrics).splitlines():

@@ -34,26 +34,38 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
     "passes_per_image", "images": [per-image rows]}}; percentages for EBPG, mIoU, Bbox, pointing
     game, Drop and Increase, AUCs as fractions; intervals are 95 % bootstrap intervals of the
     means (statistics.bootstrap_interval)."""
-    _check_arguments(explainer, annotations, methods, metric_names, on_image)
-    spec = explainer.info.input
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= spec.height * spec.width:
-        raise OptionError(f"steps must be an integer in [1, {spec.height * spec.width}] (the model's pixel count: "
-                          f"more steps change nothing), got {steps!r}")
-    chosen = [METRICS[m] for m in metric_names]
+    check_arguments(explainer, annotations, methods, metric_names, on_image)
+    check_steps(explainer, steps)
     report: dict[str, dict[str, object]] = {}
     for method in methods:
         rows = []
         for item in annotations:
             on_image(f"{method} {item.file.name}")
-            rgb = read_rgb(item.file)
-            if rgb.shape[:2] != item.size:
-                raise AnnotationError(f"{item.file} changed since the annotations were checked (now "
-                                      f"{rgb.shape[1]}x{rgb.shape[0]}, was {item.size[1]}x{item.size[0]}): run again")
-            result = explainer.explain(rgb, target=item.target, method=method, **options)
-            rows.append({"file": item.file.name, "target": item.target, "seconds": result.seconds,
-                         "passes": result.passes, **map_metrics(explainer, item, rgb, result.saliency, chosen, steps)})
+            rows.append(image_row(explainer, item, method, metric_names, steps, options))
         report[method] = summarised(rows, metric_names)
     return report
+
+
+def check_steps(explainer: Explainer, steps: object) -> None:
+    spec = explainer.info.input
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= spec.height * spec.width:
+        raise OptionError(f"steps must be an integer in [1, {spec.height * spec.width}] (the model's pixel count: "
+                          f"more steps change nothing), got {steps!r}")
+
+
+def image_row(explainer: Explainer, item: Annotation, method: str, metric_names: Sequence[str], steps: int,
+              options: dict[str, object]) -> dict[str, object]:
+    """One image's row of the report: its file, target, seconds, passes and every metric
+    of `metric_names` measured on `method`'s map (the work evaluate does per image, and
+    what onnx_sise.batch runs on Ray actors)."""
+    rgb = read_rgb(item.file)
+    if rgb.shape[:2] != item.size:
+        raise AnnotationError(f"{item.file} changed since the annotations were checked (now "
+                              f"{rgb.shape[1]}x{rgb.shape[0]}, was {item.size[1]}x{item.size[0]}): run again")
+    result = explainer.explain(rgb, target=item.target, method=method, **options)
+    chosen = [METRICS[m] for m in metric_names]
+    return {"file": item.file.name, "target": item.target, "seconds": result.seconds, "passes": result.passes,
+            **map_metrics(explainer, item, rgb, result.saliency, chosen, steps)}
 
 
 def summarised(rows: Sequence[dict[str, object]], metric_names: Sequence[str]) -> dict[str, object]:
@@ -94,7 +106,7 @@ def map_metrics(explainer: Explainer, item: Annotation, rgb: np.ndarray, salienc
     return values
 
 
-def _check_arguments(explainer: object, annotations: object, methods: object, metric_names: object,
+def check_arguments(explainer: object, annotations: object, methods: object, metric_names: object,
                      on_image: object) -> None:
     """evaluate()'s arguments by type, each wrong one an OptionError (one line)."""
     if not isinstance(explainer, Explainer):
