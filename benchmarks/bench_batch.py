@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import onnxruntime as ort
 import skimage
 
