@@ -108,6 +108,9 @@ def run() -> None:
     parser.add_argument("--nodes", default="1,2,3")
     parser.add_argument("--paper-nodes", default="1,4,16,64")
     parser.add_argument("--node-cores", type=int, default=16, help="cores of a paper CPU node (default: 16)")
+    parser.add_argument("--parts", default="compare,nodes,paper", help="which parts to run (default: all)")
+    parser.add_argument("--efficiency", type=float, default=None,
+                        help="sequential / batch time for the paper part when compare is not run (default: 1)")
     args = parser.parse_args()
     import ray
 
@@ -124,39 +127,56 @@ def run() -> None:
         print(f"machine: {platform.machine()} {cores} cores (shared with other jobs), {platform.platform()}; "
               f"onnxruntime {ort.__version__}, ray {ray.__version__}; CPUExecutionProvider; model {args.model.name}; "
               f"{args.images} images of {', '.join(PHOTOS)} and smaller copies\n")
-        print("| method | sequential images/s (1 process, " f"{cores} threads) | batch images/s, cold (Ray started) "
-              "| batch images/s, Ray running | actors x threads | Ray overhead ratio (batch time / sequential time, "
-              "Ray running) |")
-        print("|---|---|---|---|---|---|")
+        parts = set(args.parts.split(","))
         efficiency = {}
-        for method in args.methods.split(","):
-            options = {"rise_masks": args.rise_masks} if method == "rise" else {}
-            seq = sequential(args.model, folder, work / f"seq-{method}", method, options)
-            cold, plan = batch(args.model, folder, work / f"cold-{method}", method, options)
-            ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-            try:
-                warm, _ = batch(args.model, folder, work / f"warm-{method}", method, options)
-            finally:
-                ray.shutdown()
-            n = args.images
-            efficiency[method] = seq / warm
-            label = f"{method} ({args.rise_masks} masks)" if method == "rise" else method
-            print(f"| {label} | {n / seq:.2f} | {n / cold:.2f} | {n / warm:.2f} | {plan} | {warm / seq:.2f} |")
-        print("\nSimulated cluster (ray.cluster_utils.Cluster, nodes of 1 CPU each, one actor of 1 thread per node, "
-              f"all on this {cores}-core machine):\n")
         slow = args.methods.split(",")[-1]
-        options = {"rise_masks": args.rise_masks} if slow == "rise" else {}
-        print(f"| nodes (workers) | {slow} images/s | speedup against 1 node |")
-        print("|---|---|---|")
-        first = None
-        for nodes in (int(k) for k in args.nodes.split(",")):
-            seconds, _ = nodes_run(args.model, folder, work, slow, options, nodes)
-            rate = args.images / seconds
-            first = first or rate
-            print(f"| {nodes} | {rate:.2f} | {rate / first:.2f}x |")
-        paper(args, efficiency.get(slow, 1.0))
+        if "compare" in parts:
+            efficiency = compare(args, folder, work, cores)
+        if "nodes" in parts:
+            nodes_table(args, folder, work, slow, cores)
+        if "paper" in parts:
+            paper(args, efficiency.get(slow, args.efficiency or 1.0))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def compare(args: argparse.Namespace, folder: Path, work: Path, cores: int) -> dict[str, float]:
+    """The sequential loop against batch, cold and with Ray running; sequential / batch time per method."""
+    import ray
+
+    print("| method | sequential images/s (1 process, " f"{cores} threads) | batch images/s, cold (Ray started) "
+          "| batch images/s, Ray running | actors x threads | Ray overhead ratio (batch time / sequential time, "
+          "Ray running) |")
+    print("|---|---|---|---|---|---|")
+    efficiency = {}
+    for method in args.methods.split(","):
+        options = {"rise_masks": args.rise_masks} if method == "rise" else {}
+        seq = sequential(args.model, folder, work / f"seq-{method}", method, options)
+        cold, plan = batch(args.model, folder, work / f"cold-{method}", method, options)
+        ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        try:
+            warm, _ = batch(args.model, folder, work / f"warm-{method}", method, options)
+        finally:
+            ray.shutdown()
+        n = args.images
+        efficiency[method] = seq / warm
+        label = f"{method} ({args.rise_masks} masks)" if method == "rise" else method
+        print(f"| {label} | {n / seq:.2f} | {n / cold:.2f} | {n / warm:.2f} | {plan} | {warm / seq:.2f} |")
+    return efficiency
+
+
+def nodes_table(args: argparse.Namespace, folder: Path, work: Path, slow: str, cores: int) -> None:
+    print("\nSimulated cluster (ray.cluster_utils.Cluster, nodes of 1 CPU each, one actor of 1 thread per node, "
+          f"all on this {cores}-core machine):\n")
+    options = {"rise_masks": args.rise_masks} if slow == "rise" else {}
+    print(f"| nodes (workers) | {slow} images/s | speedup against 1 node |")
+    print("|---|---|---|")
+    first = None
+    for nodes in (int(k) for k in args.nodes.split(",")):
+        seconds, _ = nodes_run(args.model, folder, work, slow, options, nodes)
+        rate = args.images / seconds
+        first = first or rate
+        print(f"| {nodes} | {rate:.2f} | {rate / first:.2f}x |")
 
 
 def paper(args: argparse.Namespace, efficiency: float) -> None:
