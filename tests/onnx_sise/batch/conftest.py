@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,20 +11,26 @@ import cv2
 import numpy as np
 import pytest
 
+from onnx_sise.cli.terminal import STOP_SIGNALS
+
 # Real photos of scikit-image: colour, grey, RGBA, large and small.
 PHOTOS = ("coffee.png", "chelsea.png", "rocket.jpg", "astronaut.png", "motorcycle_left.png", "hubble_deep_field.jpg",
           "retina.jpg", "ihc.png", "logo.png", "camera.png", "horse.png", "coins.png")
 BROKEN = ("empty.png", "text.jpg", "truncated.png", "huge.png")  # test_run.py checks their error rows
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
-    """ray.init(num_cpus=2) in this process: explain_dataset uses it; subprocesses join it
-    by the address this yields."""
+    """ray.init(num_cpus=2) in this process for one test module (the rest of the suite runs
+    without Ray): explain_dataset uses it; subprocesses join it by the address this yields.
+    ray.init takes SIGTERM over (sys.exit): the test process gets its own handlers back."""
     ray = pytest.importorskip("ray")
     started = not ray.is_initialized()
     if started:
+        handlers = {number: signal.getsignal(number) for number in STOP_SIGNALS}
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
