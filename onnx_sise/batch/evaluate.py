@@ -45,6 +45,7 @@ def evaluate_on_ray(model: str | os.PathLike[str], annotations: Sequence[Annotat
                     **options: object) -> dict[str, dict[str, object]]:
     """evaluation.evaluate's report, the images explained and measured on Ray (address:
     see run.start_ray). A failure on any image stops the run with its error, as evaluate's."""
+    import_ray()  # RayMissingError before any work
     probe = Explainer(model, threads=1, batch_size=batch_size, resize=resize)
     check_arguments(probe, annotations, methods, metric_names, on_image)
     check_steps(probe, steps)

@@ -120,6 +120,7 @@ def explain_dataset(model: str | os.PathLike[str], source: object, out: str | os
     OUT are checked here before Ray starts. `actors`, `threads` and `provider` default to
     what the cluster holds (worker.plan_pool)."""
     started_at = time.perf_counter()
+    import_ray()  # RayMissingError before any work
     checked(method, options)
     model_text, out_text = text_path(model), text_path(out)
     if model_text is None or out_text is None:

@@ -526,7 +526,8 @@ def test_every_method_option_has_one_flag_from_its_domain() -> None:
 
     declared = {f.name: f.default for m in METHODS.values() for record in m.options for f in fields(record)}
     inside = {"int": "3", "real": "0.25"}
-    for command in (["explain", "m.onnx", "x.png"], ["evaluate", "m.onnx", "--images", "i", "--annotations", "a"]):
+    for command in (["explain", "m.onnx", "x.png"], ["evaluate", "m.onnx", "--images", "i", "--annotations", "a"],
+                    ["batch", "m.onnx", "photos/", "--out", "o"]):
         defaults = method_options(build_parser().parse_args(command))
         assert defaults == declared == {name: f.default for name, f in option_fields().items()}
         for name, option in option_fields().items():

@@ -191,3 +191,11 @@ def test_the_command_line(lite0_path: Path, photos: Path, ray_cluster: str, tmp_
     assert main(["batch", str(lite0_path), str(folder), "--out", str(out), "--actors", "0"]) == 2
     assert main(["batch", str(lite0_path), str(folder), "--out", str(out), "--actors", "9", "--threads", "1"]) == 2
     assert "do not fit" in capsys.readouterr().err
+
+
+def test_without_ray_the_command_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    assert main(["batch", str(tmp_path / "m.onnx"), str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "pip install 'onnx_sise[ray]'" in error and "\n" not in error
