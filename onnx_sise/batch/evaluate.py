@@ -16,7 +16,7 @@ import numpy as np
 from ..evaluation.annotations import Annotation
 from ..evaluation.evaluate import check_arguments, check_steps, image_row, summarised
 from ..explainer import Explainer
-from .run import MAX_BLOCKS, cluster_plan, import_ray, quiet_ray_data, start_ray, stop_ray
+from .run import MAX_BLOCKS, BatchRunError, cluster_plan, import_ray, quiet_ray_data, root_cause, start_ray, stop_ray
 
 
 class EvaluateWorker:
@@ -66,9 +66,12 @@ def evaluate_on_ray(model: str | os.PathLike[str], annotations: Sequence[Annotat
                                        threads=plan.threads, provider=plan.provider, batch_size=batch_size,
                                        resize=resize))
         rows: dict[tuple[str, int], dict] = {}
-        for out in mapped.iter_rows():
-            rows[(str(out["method"]), int(out["index"]))] = json.loads(out["row"])
-            on_image(f"{out['method']} {annotations[int(out['index'])].file.name}")
+        try:
+            for out in mapped.iter_rows():
+                rows[(str(out["method"]), int(out["index"]))] = json.loads(out["row"])
+                on_image(f"{out['method']} {annotations[int(out['index'])].file.name}")
+        except ray.exceptions.RayError as exc:
+            raise BatchRunError(f"the evaluation on Ray stopped: {root_cause(exc)}") from None
     finally:
         stop_ray(started)
     return {m: summarised([rows[(m, i)] for i in range(len(annotations))], metric_names) for m in methods}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,8 +28,14 @@ from .outputs import Outputs, remove_temporaries
 from .worker import ExplainWorker, Plan, plan_pool
 
 RAY_EXTRA = "pip install 'onnx_sise[ray]'"
+SISE_ERROR_LINE = re.compile(r"^onnx_sise\.errors\.\w+: (.+)$", re.MULTILINE)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Blocks of the listed images: each goes to one actor, a batch of one image at a time.
 MAX_BLOCKS = 2000
+
+
+class BatchRunError(SiseError):
+    """The Ray run failed as a whole (a lost cluster, an OUT that cannot be written)."""
 
 
 class RayMissingError(SiseError):
@@ -64,11 +71,13 @@ def import_ray():  # noqa: ANN201 - the ray module
 
 
 def start_ray(address: str | None) -> bool:
-    """Connect to Ray: the Ray of this process if started, else a local one (address None)
-    or the cluster at `address`. True when this call started it (stop_ray ends it)."""
+    """Connect to Ray: the Ray of this process if started, else a local one (address None
+    or "local") or the cluster at `address`. True when this call started it (stop_ray ends it)."""
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if address == "local":
+        address = None
     if address is not None and (not isinstance(address, str) or not address or "\0" in address):
         raise OptionError(f"address must be 'auto', 'ray://host:port' or 'host:port', got {address!r:.60}")
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -87,8 +96,19 @@ def quiet_ray_data(ray: object) -> None:
     """No progress bars and no per-dataset log lines from Ray Data (ours is the bar)."""
     context = ray.data.DataContext.get_current()  # type: ignore[attr-defined]
     context.enable_progress_bars = False
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("ray", "ray.data"):  # a failed task is our one-line error, not Ray's traceback
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def root_cause(exc: BaseException) -> str:
+    """One line for a failed Ray run: the SiseError an actor raised (Ray Data passes it on
+    as text, in the traceback it prints), or Ray's own first line."""
+    text = ANSI.sub("", str(exc))
+    raised = SISE_ERROR_LINE.findall(text)
+    if raised:
+        return raised[-1].strip()[:300]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def stop_ray(started: bool) -> None:
@@ -160,14 +180,19 @@ def explain_dataset(model: str | os.PathLike[str], source: object, out: str | os
                                               override_num_blocks=min(len(todo), MAX_BLOCKS))
             bar = ProgressBar(len(todo) if items else None, f"{method} images", unit="images", rate=True) \
                 if progress else None
-            for row in _rows(ray, dataset, plan, model_text, out_path, method, target, options, batch_size, resize,
-                             retry_errors):
-                if not row["fresh"]:
-                    counts["skipped"] += 1
-                    continue
-                counts["explained" if row["status"] == "ok" else "errors"] += 1
-                if bar is not None:
-                    bar(1)
+            try:
+                for row in _rows(ray, dataset, plan, model_text, out_path, method, target, options, batch_size,
+                                 resize, retry_errors):
+                    if not row["fresh"]:
+                        counts["skipped"] += 1
+                        continue
+                    counts["explained" if row["status"] == "ok" else "errors"] += 1
+                    if bar is not None:
+                        bar(1)
+            except ray.exceptions.RayError as exc:
+                reason = root_cause(exc)
+                raise BatchRunError(f"the Ray run stopped ({reason}): the images done so far are complete; run "
+                                    "the same command again to finish the rest") from None
             if bar is not None:
                 bar.close()
         finally:

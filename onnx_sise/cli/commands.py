@@ -125,7 +125,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
             from ..batch.evaluate import evaluate_on_ray
 
             report = evaluate_on_ray(args.model, annotations, args.methods, args.metrics, steps=args.steps,
-                                     address=None if args.address == "local" else args.address,
+                                     address=args.address,
                                      actors=args.actors, threads=args.threads, batch_size=args.batch_size,
                                      resize=args.resize, on_image=lambda label: bar(1), **method_options(args))
         bar.close()

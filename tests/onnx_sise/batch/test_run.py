@@ -199,3 +199,18 @@ def test_without_ray_the_command_says_how_to_install_it(tmp_path: Path, monkeypa
     assert main(["batch", str(tmp_path / "m.onnx"), str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
     assert "pip install 'onnx_sise[ray]'" in error and "\n" not in error
+
+
+def test_an_output_folder_that_cannot_be_written_stops_the_run_with_one_line(
+        lite0_path: Path, photos: Path, ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "coffee.png").write_bytes((photos / "coffee.png").read_bytes())
+    out = tmp_path / "out"
+    blocked = Outputs(out, "gradcam").row_path("coffee.png").parent
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the rows' folder goes")
+    assert main(["batch", str(lite0_path), str(folder), "--out", str(out), "--method", "gradcam"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "the Ray run stopped" in error and "cannot create output directory" in error and "\n" not in error
+    assert not Outputs(out, "gradcam").maps("coffee.png")[0].exists() and not temporaries(out)
