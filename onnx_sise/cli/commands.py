@@ -240,10 +240,10 @@ def run_variant(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    for flag in ("slots", "queue", "max_instances", "max_body_bytes", "max_pixels", "batch_size"):
+    for flag in ("slots", "max_instances", "max_body_bytes", "max_pixels", "batch_size"):
         if getattr(args, flag) < 1:
             raise SiseError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    for flag in ("retry_after", "grace_seconds"):
+    for flag in ("queue", "retry_after", "grace_seconds"):
         if getattr(args, flag) < 0:
             raise SiseError(f"--{flag.replace('_', '-')} must be at least 0, got {getattr(args, flag)}")
     if args.max_seconds is not None and not args.max_seconds > 0:
