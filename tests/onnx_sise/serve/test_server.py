@@ -115,3 +115,18 @@ def test_sigterm_cancels_the_explanation_in_flight_after_the_grace_period(lite0_
     assert code == 0, log[-2000:]
     assert '"outcome": "cancelled"' in log, log[-2000:]
     assert outcome and outcome[0] != 200, outcome  # SISE takes far longer than the grace second here
+
+
+def test_without_kserve_the_runtime_imports_and_serve_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str],
+                                                                           tmp_path: Path) -> None:
+    import sys
+
+    from onnx_sise.cli import main
+
+    for name in [m for m in sys.modules if m == "kserve" or m.startswith(("kserve.", "onnx_sise.serve"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "kserve", None)  # import kserve raises ImportError
+    assert main(["serve", str(tmp_path / "model.onnx")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "pip install 'onnx_sise[serve]'" in error
