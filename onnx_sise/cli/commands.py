@@ -1,4 +1,4 @@
-"""What each command does, from parsed arguments: explain, evaluate, sanity, export, variant."""
+"""What each command does, from parsed arguments: explain, evaluate, sanity, export, variant, serve."""
 
 from __future__ import annotations
 
