@@ -30,7 +30,7 @@ from ..errors import CancelledError, RequestError, SiseError, TimeLimitError
 from ..explainer import Explainer, Explanation
 from ..images.decode import MAX_PIXELS
 from ..images.overlay import encode_grey16_png
-from .limits import ClientGone, Slots, run_cancellable
+from .limits import ClientGone, Overloaded, Slots, run_cancellable
 from .metrics import EXPLAIN_SECONDS, OUTCOMES, PASSES
 from .payload import MAX_INSTANCES, ExplainRequest, instance_rgb, parse_request
 
@@ -87,10 +87,11 @@ class ExplainerModel(kserve.Model):
                       response_headers: dict[str, str] | None = None) -> dict | InferResponse:
         explainer = self._explainer
         if isinstance(payload, InferRequest):
-            images, top_k = self._v2_images(payload), _top_k(payload.parameters or {}, explainer)
-        else:
-            request = parse_request(_without(payload, "top_k"), explainer.info.num_classes, explainer.max_pixels,
-                                    self.settings.max_instances)
+            images = await asyncio.to_thread(self._v2_images, payload)
+            top_k = _top_k(payload.parameters or {}, explainer)
+        else:  # decoding in a thread: the event loop keeps answering
+            request = await asyncio.to_thread(parse_request, _without(payload, "top_k"), explainer.info.num_classes,
+                                              explainer.max_pixels, self.settings.max_instances)
             images, top_k = request.images, _top_k(_parameters(payload), explainer)
         rows = await asyncio.to_thread(lambda: [self._top(explainer, rgb, top_k) for rgb in images])
         if isinstance(payload, InferRequest):
@@ -115,14 +116,13 @@ class ExplainerModel(kserve.Model):
         data = request.inputs[0].as_numpy().ravel().tolist()
         if not data or len(data) > self.settings.max_instances:
             raise RequestError(f"a V2 request holds 1 to {self.settings.max_instances} photos, got {len(data)}")
-        return [instance_rgb(d, f"photo {i}",
-                             self._explainer.max_pixels) for i, d in enumerate(data)]
+        return [instance_rgb(d, f"photo {i}", self._explainer.max_pixels) for i, d in enumerate(data)]
 
     async def explain(self, payload: dict | bytes, headers: dict[str, str] | None = None) -> dict:
         explainer = self._explainer
         try:
-            request = parse_request(payload, explainer.info.num_classes, explainer.max_pixels,
-                                    self.settings.max_instances)
+            request = await asyncio.to_thread(parse_request, payload, explainer.info.num_classes,
+                                              explainer.max_pixels, self.settings.max_instances)
         except SiseError:
             OUTCOMES.labels(self.name, "bad_request").inc()
             raise
@@ -149,8 +149,11 @@ class ExplainerModel(kserve.Model):
         except SiseError:
             outcome = "bad_request"
             raise
-        except Exception as exc:  # Overloaded, or a failure of ours
-            outcome = "overloaded" if type(exc).__name__ == "Overloaded" else "error"
+        except Overloaded:
+            outcome = "overloaded"
+            raise
+        except Exception:
+            outcome = "error"
             raise
         finally:
             OUTCOMES.labels(self.name, outcome).inc()

@@ -9,6 +9,7 @@ token (it stops at its next batch of masked passes) and waits for its thread."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from http import HTTPStatus
@@ -86,8 +87,9 @@ def install(app: FastAPI, server: kserve.ModelServer, max_body_bytes: int) -> No
     async def explanations(model_name: str, request: Request) -> ORJSONResponse:
         model = await model_of(model_name)
         explainer = model._explainer
-        parsed = parse_request(await request.body(), explainer.info.num_classes, explainer.max_pixels,
-                               model.settings.max_instances, query_parameters(request.query_params))
+        parsed = await asyncio.to_thread(parse_request, await request.body(), explainer.info.num_classes,
+                                         explainer.max_pixels, model.settings.max_instances,
+                                         query_parameters(request.query_params))
         return ORJSONResponse(await model.explain_request(parsed, dict(request.headers)))
 
     async def predictions(model_name: str, request: Request) -> ORJSONResponse:
