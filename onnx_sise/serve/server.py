@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from http import HTTPStatus
 from pathlib import Path
 
@@ -103,6 +104,18 @@ def install(app: FastAPI, server: kserve.ModelServer, max_body_bytes: int) -> No
     app.add_api_route("/predictions/{model_name}", predictions, methods=["POST"], response_model=None)
 
 
+def check_port(port: int, flag: str) -> None:
+    """A port the server can listen on (SiseError before the model loads otherwise)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OverflowError:
+            raise SiseError(f"{flag} must be a port number in [0, 65535], got {port}") from None
+        except OSError as exc:
+            raise SiseError(f"{flag} {port} cannot be listened on ({exc.strerror}): choose another") from None
+
+
 def _b64(data: bytes) -> str:
     import base64
 
@@ -112,6 +125,8 @@ def _b64(data: bytes) -> str:
 def serve(model_path: Path, name: str, settings: ServeSettings, http_port: int = 8080, grpc_port: int = 8081,
           enable_grpc: bool = True, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, grace_seconds: int = 30) -> None:
     """Load the model and serve it until a stop signal (blocks)."""
+    for port, flag in ((http_port, "--http-port"), *(((grpc_port, "--grpc-port"),) if enable_grpc else ())):
+        check_port(port, flag)
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLines())
     package_log = logging.getLogger("onnx_sise")

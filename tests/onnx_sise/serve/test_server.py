@@ -130,3 +130,17 @@ def test_without_kserve_the_runtime_imports_and_serve_says_what_to_install(monke
     assert main(["serve", str(tmp_path / "model.onnx")]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "pip install 'onnx_sise[serve]'" in error
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import socket
+
+    from onnx_sise.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(tmp_path / "absent.onnx"), "--http-port", str(port), "--no-grpc"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and f"--http-port {port} cannot be listened on" in error
