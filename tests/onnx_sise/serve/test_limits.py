@@ -104,3 +104,12 @@ def test_a_client_that_disconnects_frees_its_slot(one_slot: Server, coffee: Path
     assert one_slot.metric("onnx_sise_explain_requests_total", model_name="lite0", outcome="ok") == 1
     assert one_slot.metric("onnx_sise_explain_requests_total", model_name="lite0", outcome="overloaded") == 1
     assert '"outcome": "cancelled"' in one_slot.log.read_text()
+
+
+def test_max_seconds_stops_an_explanation_with_504(server: Server, coffee: Path) -> None:
+    answer = httpx.post(f"{server.url}/v1/models/lite0:explain", timeout=300, json={
+        "instances": [b64(coffee)], "parameters": {"method": "sise", "max_seconds": 0.2}})
+    assert answer.status_code == 504 and "\n" not in answer.text
+    assert "max_seconds=0.2" in answer.json()["error"]
+    wait_for(lambda: server.metric("onnx_sise_in_flight", model_name="lite0") == 0, "the slot given back")
+    assert server.metric("onnx_sise_explain_requests_total", model_name="lite0", outcome="timeout") >= 1
