@@ -17,7 +17,7 @@ $(VENV)/.installed: Makefile pyproject.toml CMakeLists.txt $(wildcard csrc/*.h c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet ".[export,test]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
+	$(PY) -m pip install --quiet ".[export,test,serve]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
 	$(PY) -m pip install --quiet --no-deps "grad-cam==1.5.7" "openvino==2025.4.1" "openvino-xai==1.1.0"
 	touch $@
 

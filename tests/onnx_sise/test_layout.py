@@ -21,6 +21,7 @@ LAYERS = (
     ("methods",),
     ("explainer",),
     ("evaluation",),
+    ("serve",),
     ("cli", "__main__", "", "preparation"),  # preparation: a deprecated alias of model.preparation
 )
 FORBIDDEN = ("onnx_sise_export", "torch", "torchvision", "onnx2torch")
