@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 ARTIFACTS ?= artifacts
 PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'coffee.png'))")
 
-.PHONY: demo test install check-no-cuda bench quality clean
+.PHONY: demo test install check-no-cuda bench bench-peers quality clean
 
 # The last pip line installs the peers the tests compare our methods with (tests/peers)
 # without their declared dependencies: those pull torchvision (CUDA builds on PyPI, which
@@ -17,7 +17,7 @@ $(VENV)/.installed: Makefile pyproject.toml CMakeLists.txt $(wildcard csrc/*.h c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet ".[export,test,ray]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
+	$(PY) -m pip install --quiet ".[export,test,serve,ray]" "pybind11>=2.12,<4" "cmake>=3.24" ninja
 	$(PY) -m pip install --quiet --no-deps "grad-cam==1.5.7" "openvino==2025.4.1" "openvino-xai==1.1.0"
 	touch $@
 
@@ -53,6 +53,12 @@ bench: install
 	$(PY) benchmarks/ada_vs_sise.py
 	$(PY) benchmarks/sanity_checks.py --labels
 	$(PY) benchmarks/evaluate_refinements.py
+
+# Ours against pytorch-grad-cam, Captum and OpenVINO XAI, side by side -> RESULTS.md. Captum is
+# only for this benchmark (--no-deps: torch stays the CPU build); the other peers come with install.
+bench-peers: install
+	$(PY) -m pip install --quiet --no-deps "captum==0.9.0"
+	$(PY) benchmarks/bench_peers.py --rise-5000
 
 # Are our maps better? Every method x metric on the 34 photos of benchmarks/photo_set.py
 # with intervals, the fusion study, the sanity checks and the stability study -> RESULTS.md.

@@ -40,3 +40,7 @@ class CancelledError(SiseError):
 
 class TimeLimitError(CancelledError):
     """An explanation ran past its max_seconds."""
+
+
+class RequestError(SiseError):
+    """A served request is malformed: not JSON, no instances, bad base64, a bad parameter."""

@@ -1,4 +1,4 @@
-"""Command line: `python -m onnx_sise explain|evaluate|sanity|export|variant|batch ...` (also `onnx-sise`).
+"""Command line: `python -m onnx_sise explain|evaluate|sanity|export|variant|serve|batch ...` (also `onnx-sise`).
 
 Bad input ends with one line on stderr and exit code 2, never a traceback. `arguments`
 parses, `commands` runs, `terminal` prints and stops."""

@@ -152,7 +152,40 @@ def build_parser() -> argparse.ArgumentParser:
                          help="int8: photos like the ones you will explain, each scored under 8 random coarse masks "
                               "to set the int8 ranges (default: none; int8 needs some)")
     variant.add_argument("-o", "--output", type=Path, required=True, help="path of the variant to write")
+    add_serve(commands)
     return parser
+
+
+def add_serve(commands: argparse._SubParsersAction) -> None:
+    """`serve`: a KServe model server (V1 :predict/:explain, V2, /explanations/NAME)."""
+    serve = commands.add_parser("serve", help="serve predictions and explanations over HTTP as a KServe explainer "
+                                              "(pip install onnx_sise[serve])")
+    serve.add_argument("model", type=Path, help="explainable ONNX (*.sise.onnx), or a plain ONNX classifier")
+    serve.add_argument("--name", default=None,
+                       help="model name in the URLs, /v1/models/NAME:explain (default: the file name without "
+                            ".sise.onnx / .onnx)")
+    serve.add_argument("--http-port", type=int, default=8080, help="HTTP port (default: 8080)")
+    serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC port of the V2 protocol (default: 8081)")
+    serve.add_argument("--no-grpc", action="store_true", help="serve HTTP only (default: off)")
+    serve.add_argument("--slots", type=int, default=1,
+                       help="explanations run at once, each in its own thread (default: 1)")
+    serve.add_argument("--queue", type=int, default=8,
+                       help="explain requests waiting for a slot; more are answered 503 (default: 8)")
+    serve.add_argument("--retry-after", type=int, default=5,
+                       help="seconds a 503 answer tells the client to wait (default: 5)")
+    serve.add_argument("--max-body-bytes", type=int, default=32 << 20,
+                       help="larger request bodies are answered 413 (default: 33554432)")
+    serve.add_argument("--max-instances", type=int, default=16, help="photos in one request (default: 16)")
+    serve.add_argument("--max-pixels", type=int, default=1 << 28,
+                       help="larger photos are refused before decoding (default: 268435456)")
+    serve.add_argument("--max-seconds", type=float, default=None,
+                       help="stop any explanation after this many seconds, 504; a request's max_seconds may "
+                            "ask for less (default: no limit)")
+    serve.add_argument("--grace-seconds", type=int, default=30,
+                       help="at SIGTERM, how long requests in flight may finish before they are cancelled "
+                            "(default: 30)")
+    serve.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    serve.add_argument("--batch-size", type=int, default=32, help="masked inputs per forward pass (default: 32)")
 
 
 def add_annotated_run(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""What each command does, from parsed arguments: explain, evaluate, sanity, export, variant, batch."""
+"""What each command does, from parsed arguments: explain, evaluate, sanity, export, variant, serve, batch."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..explainer import Explainer
 
 COMPARE_SUFFIX = "compare"  # <stem>.compare.png / .npy of `explain --compare`
+SERVE_PACKAGES = ("kserve", "fastapi", "starlette", "uvicorn", "prometheus_client", "orjson")  # the serve extra
 COMMAND_GROUP = "onnx_sise.commands"  # entry points of the export package: the work of `variant`
 
 
@@ -270,6 +271,30 @@ def run_variant(args: argparse.Namespace) -> None:
           f"`explain --scoring-model {args.output}` (check its maps against float32 on your photos)")
 
 
+def run_serve(args: argparse.Namespace) -> None:
+    for flag in ("slots", "max_instances", "max_body_bytes", "max_pixels", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise SiseError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    for flag in ("queue", "retry_after", "grace_seconds"):
+        if getattr(args, flag) < 0:
+            raise SiseError(f"--{flag.replace('_', '-')} must be at least 0, got {getattr(args, flag)}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise SiseError(f"--max-seconds must be a positive number, got {args.max_seconds}")
+    try:
+        from ..serve.model import ServeSettings
+        from ..serve.server import serve
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in SERVE_PACKAGES:
+            raise
+        raise SiseError(f"serve needs the kserve SDK ({exc.name} is missing): pip install 'onnx_sise[serve]'") from None
+    name = args.name or args.model.name.removesuffix(".onnx").removesuffix(".sise")
+    settings = ServeSettings(threads=args.threads, batch_size=args.batch_size, max_pixels=args.max_pixels,
+                             slots=args.slots, queue=args.queue, retry_after=args.retry_after,
+                             max_instances=args.max_instances, max_seconds=args.max_seconds)
+    serve(args.model, name, settings, http_port=args.http_port, grpc_port=args.grpc_port,
+          enable_grpc=not args.no_grpc, max_body_bytes=args.max_body_bytes, grace_seconds=args.grace_seconds)
+
+
 def plugin(group: str, name: str, command: str) -> Callable[..., object]:
     """The function entry point `name` of `group` names (the export package registers
     them), loaded: the runtime never imports that package by name."""
@@ -284,5 +309,5 @@ def plugin(group: str, name: str, command: str) -> Callable[..., object]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "explain": run_explain, "evaluate": run_evaluate, "sanity": run_sanity, "export": run_export,
-    "variant": run_variant, "batch": run_batch,
+    "variant": run_variant, "serve": run_serve, "batch": run_batch,
 }

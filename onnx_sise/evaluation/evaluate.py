@@ -31,7 +31,7 @@ def evaluate(explainer: Explainer, annotations: Sequence[Annotation], methods: S
              metric_names: Sequence[str], steps: int = 100, on_image: Callable[[str], None] = lambda s: None,
              **options: object) -> dict[str, dict[str, object]]:
     """{method: {"metrics": {name: mean}, "intervals": {name: [low, high]}, "seconds_per_image",
-    "passes_per_image", "images": [per-image rows]}}; percentages for EBPG, mIoU, Bbox, pointing
+    "passes_per_image", "head_passes_per_image", "images": [per-image rows]}}; percentages for EBPG, mIoU, Bbox, pointing
     game, Drop and Increase, AUCs as fractions; intervals are 95 % bootstrap intervals of the
     means (statistics.bootstrap_interval)."""
     check_arguments(explainer, annotations, methods, metric_names, on_image)
@@ -65,12 +65,13 @@ def image_row(explainer: Explainer, item: Annotation, method: str, metric_names:
     result = explainer.explain(rgb, target=item.target, method=method, **options)
     chosen = [METRICS[m] for m in metric_names]
     return {"file": item.file.name, "target": item.target, "seconds": result.seconds, "passes": result.passes,
+            "head_passes": int(result.details.get("head_passes", 0)),
             **map_metrics(explainer, item, rgb, result.saliency, chosen, steps)}
 
 
 def summarised(rows: Sequence[dict[str, object]], metric_names: Sequence[str]) -> dict[str, object]:
     """One method's entry of the report from its per-image rows (each with "seconds",
-    "passes" and the value of every metric it was measured on: ground-truth metrics only on
+    "passes", optionally "head_passes" (feature maps run through a tap's head) and the value of every metric it was measured on: ground-truth metrics only on
     images with boxes or a mask): means, 95 % intervals, images measured, cost per image,
     the rows."""
     values = {m: np.asarray([r[m] for r in rows if m in r], dtype=np.float64) for m in metric_names}
@@ -80,6 +81,7 @@ def summarised(rows: Sequence[dict[str, object]], metric_names: Sequence[str]) -
         "images_measured": {m: int(values[m].size) for m in metric_names},
         "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
         "passes_per_image": float(np.mean([r["passes"] for r in rows])),
+        "head_passes_per_image": float(np.mean([r.get("head_passes", 0) for r in rows])),
         "images": list(rows),
     }
 

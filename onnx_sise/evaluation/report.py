@@ -16,15 +16,23 @@ from .statistics import paired
 
 def table(report: dict[str, dict[str, object]], metric_names: Sequence[str]) -> str:
     """Markdown table: methods x metrics (the mean and, under it in brackets, its 95 %
-    bootstrap interval when the report has one), seconds and masked passes per image."""
+    bootstrap interval when the report has one), seconds and masked passes per image
+    (+ head passes, see _passes_cell)."""
     head = ["method"] + [METRICS[m].title for m in metric_names] + ["s / image", "passes / image"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, entry in report.items():
         intervals = entry.get("intervals", {})
         cells = [method] + [_cell(m, entry["metrics"][m], intervals.get(m)) for m in metric_names]
-        cells += [f"{entry['seconds_per_image']:.2f}", f"{entry['passes_per_image']:.0f}"]
+        cells += [f"{entry['seconds_per_image']:.2f}", _passes_cell(entry)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _passes_cell(entry: dict[str, object]) -> str:
+    """Masked passes per image, and the feature-map passes through a tap's head
+    (Ablation-CAM, ReciproCAM) when there were any."""
+    head = float(entry.get("head_passes_per_image", 0))
+    return f"{entry['passes_per_image']:.0f}" + (f" + {head:.0f} head" if head else "")
 
 
 def paired_table(report: dict[str, dict[str, object]], metric_names: Sequence[str], reference: str) -> str:
@@ -62,9 +70,9 @@ def write_report(report: dict[str, dict[str, object]], metric_names: Sequence[st
     bounds = [f"{m}_{end}" for m in metric_names for end in ("low", "high")]
     rows = [[method, *(entry["metrics"][m] for m in metric_names),
              *(end for m in metric_names for end in entry["intervals"][m]), entry["seconds_per_image"],
-             entry["passes_per_image"]] for method, entry in report.items()]
-    return _write_json_and_csv(report_paths(out), report,
-                               ["method", *metric_names, *bounds, "seconds_per_image", "passes_per_image"], rows)
+             entry["passes_per_image"], entry.get("head_passes_per_image", 0.0)] for method, entry in report.items()]
+    return _write_json_and_csv(report_paths(out), report, ["method", *metric_names, *bounds, "seconds_per_image",
+                                                           "passes_per_image", "head_passes_per_image"], rows)
 
 
 def _write_json_and_csv(paths: tuple[Path, Path], report: object, header: list[str],

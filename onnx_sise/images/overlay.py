@@ -43,6 +43,15 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
+def encode_grey16_png(saliency: np.ndarray) -> bytes:
+    """A map in [0, 1] (H, W) as a 16-bit grey PNG, round(v * 65535) per pixel."""
+    grey = np.rint(np.clip(saliency.astype(np.float64), 0.0, 1.0) * 65535.0).astype(np.uint16)
+    ok, encoded = cv2.imencode(".png", grey)
+    if not ok:
+        raise OutputError("PNG encoding failed")
+    return encoded.tobytes()
+
+
 def encode_npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)

@@ -21,7 +21,7 @@ LAYERS = (
     ("methods",),
     ("explainer",),
     ("evaluation",),
-    ("batch",),  # Ray Data: only onnx_sise.batch imports ray (RAY_ONLY_IN below)
+    ("batch", "serve"),  # batch: Ray Data, only onnx_sise.batch imports ray (RAY_ONLY_IN below)
     ("cli", "__main__", "", "preparation"),  # preparation: a deprecated alias of model.preparation
 )
 FORBIDDEN = ("onnx_sise_export", "torch", "torchvision", "onnx2torch")

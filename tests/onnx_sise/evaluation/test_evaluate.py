@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from onnx_sise import Explainer
+
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "onnx_sise", *map(str, args)], capture_output=True, text=True,
@@ -39,11 +41,15 @@ def test_evaluate_writes_table_json_and_csv(lite0_path: Path, images: Path, tmp_
     ])
     out = tmp_path / "out"
     done = run_cli("evaluate", lite0_path, "--images", images, "--annotations", annotations, "--methods",
-                   "gradcam,wgradcam", "--steps", "10", "--out", out)
+                   "gradcam,wgradcam,reciprocam", "--steps", "10", "--out", out)
     assert done.returncode == 0, done.stderr
     assert "| gradcam |" in done.stdout and "| wgradcam |" in done.stdout
     report = json.loads((out / "evaluation.json").read_text())
-    assert set(report) == {"gradcam", "wgradcam"}
+    assert set(report) == {"gradcam", "wgradcam", "reciprocam"}
+    head_passes = Explainer(lite0_path).explain(images / "coffee.png", 967, "reciprocam").details["head_passes"]
+    assert report["reciprocam"]["head_passes_per_image"] == head_passes > 0
+    assert report["gradcam"]["head_passes_per_image"] == 0
+    assert f"| 0 + {head_passes} head |" in done.stdout
     entry = report["gradcam"]
     assert len(entry["images"]) == 2 and entry["passes_per_image"] == 0
     assert 0 <= entry["metrics"]["ebpg"] <= 100 and 0 <= entry["metrics"]["deletion"] <= 1

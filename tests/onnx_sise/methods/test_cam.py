@@ -5,7 +5,6 @@ pytorch-grad-cam (tests/peers)."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +14,7 @@ import pytest
 import reference
 import torch
 from peers import peer
+from peers.lite0 import tapped
 
 from onnx_sise import Explainer, OptionError
 
@@ -66,29 +66,6 @@ def test_unknown_layer_is_refused(lite0_path: Path, photos: Path) -> None:
 PEER_CLASSES = {"hirescam": "HiResCAM", "xgradcam": "XGradCAM", "layercam": "LayerCAM", "eigencam": "EigenCAM",
                 "gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus"}
 PEER_PHOTOS = (("coffee.png", 967), ("chelsea.png", 285))
-
-
-class Tapped(torch.nn.Module):
-    """`inner` behind an identity module, `tap`: a hook on `tap` sees exactly the tensor
-    that enters `inner`, our tap (Lite0's head ReLU6 object also runs on the stem, so a
-    hook on it would see both)."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.tap = torch.nn.Identity()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-        return self.inner(self.tap(x), *args, **kwargs)
-
-
-def tapped(model: torch.nn.Module, module: str) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """A copy of `model` with the input of `module` (e.g. "_blocks.11") behind an identity tap, and that tap."""
-    copied = copy.deepcopy(model)
-    parent, _, child = module.rpartition(".")
-    wrapped = Tapped(copied.get_submodule(module))
-    copied.get_submodule(parent).register_module(child, wrapped)  # parent "" is the model itself
-    return copied, wrapped.tap
 
 
 @pytest.fixture(scope="module")
