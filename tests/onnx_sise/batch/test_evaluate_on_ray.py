@@ -1,4 +1,5 @@
-"""evaluate's report on Ray actors equals evaluate's own, image by image (but the seconds)."""
+"""evaluate's report on Ray actors (onnx_sise.batch.evaluate: a unique file name, beside
+evaluation/test_evaluate.py) equals evaluate's own, image by image (but the seconds)."""
 
 from __future__ import annotations
 
