@@ -1,0 +1,106 @@
+"""The masked passes (SISE eq. 5's model scores of the masked inputs, RISE's and
+Score-CAM's scores alike) in OpenVINO: the scoring sub-graph (model/scoring.py) compiled
+for the CPU or a GPU with a precision hint. The gradient call stays in onnxruntime.
+
+OpenVINO is optional (`pip install onnx_sise[openvino]`) and imported only here, when a
+model is compiled. Precision: "f32"; "bf16" (bfloat16 arithmetic, on CPUs that have
+AVX512_BF16 or AMX); "auto", bf16 where the device has it and f32 elsewhere.
+
+Thread safety: an OpenVINO infer request is not thread-safe, a compiled model is. Each
+call takes an idle request from a pool (a new one when none is idle) and gives it back
+when its scores are copied out, so concurrent calls never share a request and the pool
+holds at most as many requests as calls ever ran at once.
+"""
+
+from __future__ import annotations
+
+import queue
+
+import numpy as np
+import onnx
+
+from ..errors import ModelError, OptionError
+from .info import ModelInfo
+from .runtime import first_line
+from .scoring import scoring_graph
+
+# provider -> OpenVINO device
+DEVICES = {"openvino": "CPU", "openvino-gpu": "GPU"}
+PRECISIONS = ("auto", "f32", "bf16")
+DEFAULT_PRECISION = "auto"
+# OpenVINO's names of the precisions, and the device capability bf16 needs.
+HINTS = {"f32": "f32", "bf16": "bf16"}
+BF16_CAPABILITY = "BF16"
+# One request at a time per call: LATENCY (one stream with every thread) measured as fast
+# as THROUGHPUT for one synchronous request, which THROUGHPUT gives a single stream's threads.
+PERFORMANCE_HINT = "LATENCY"
+
+
+def import_openvino():  # noqa: ANN201
+    """The openvino module, or one ModelError line naming the extra that installs it."""
+    try:
+        import openvino
+    except ImportError:
+        raise ModelError("provider openvino needs the openvino package: pip install 'onnx_sise[openvino]'") from None
+    return openvino
+
+
+def checked_precision(precision: object) -> str:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise OptionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r:.40}")
+    return precision
+
+
+def device_precision(core: object, device: str, precision: str) -> str:
+    """The precision `precision` ("auto", "f32", "bf16") means on `device`: "auto" is bf16
+    where the device lists BF16 among its capabilities, else f32; bf16 elsewhere is refused."""
+    capabilities = set(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))  # type: ignore[attr-defined]
+    if precision == "auto":
+        return "bf16" if BF16_CAPABILITY in capabilities else "f32"
+    if precision == "bf16" and BF16_CAPABILITY not in capabilities:
+        raise OptionError(f"precision bf16 needs a device with bfloat16 arithmetic; OpenVINO's {device} here has "
+                          f"{', '.join(sorted(capabilities))}: use precision f32 or auto")
+    return precision
+
+
+class OpenVinoScoring:
+    """The scoring sub-graph of an explainable ONNX compiled by OpenVINO.
+
+    `model` is the explainable ONNX (its external data inlined), `provider` a key of
+    DEVICES, `threads` the CPU's inference threads (None: OpenVINO's choice)."""
+
+    def __init__(self, model: onnx.ModelProto, info: ModelInfo, source: str, provider: str = "openvino",
+                 precision: str = DEFAULT_PRECISION, threads: int | None = None) -> None:
+        openvino = import_openvino()
+        self.device = DEVICES[provider]
+        self.info = info
+        self.source = source
+        core = openvino.Core()
+        if self.device not in core.available_devices:
+            raise ModelError(f"OpenVINO finds no {self.device} device here (it has {', '.join(core.available_devices)})"
+                             f": use provider openvino (the CPU), or install the {self.device} driver")
+        self.precision = device_precision(core, self.device, checked_precision(precision))
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": HINTS[self.precision],
+                                     "PERFORMANCE_HINT": PERFORMANCE_HINT}
+        if threads and self.device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        data = scoring_graph(model, info, source).SerializeToString()
+        try:
+            self.compiled = core.compile_model(core.read_model(data, b""), self.device, config)
+        except Exception as exc:  # OpenVINO raises RuntimeError and its own types
+            raise ModelError(f"OpenVINO cannot compile the scoring graph of {source} ({first_line(exc)})") from None
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Psi of every class (B, classes) for a batch of model inputs (B, ...)."""
+        try:
+            request = self.idle.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        except Exception as exc:
+            raise ModelError(f"{self.source} failed in OpenVINO ({first_line(exc)}): export the model again") from None
+        finally:
+            self.idle.put(request)
