@@ -1,7 +1,7 @@
 """provider="openvino" against onnxruntime: the masked passes' speed and the maps' fidelity.
 
     python benchmarks/bench_openvino.py --model lite0.sise.onnx [--folder PHOTOS] [--threads 2]
-        [--methods sise,ada-sise,score-cam,rise] [--rise-masks 2000] [--rise-photos 8]
+        [--methods gradcam,sise,ada-sise,score-cam,rise] [--rise-masks 2000] [--long-photos 6]
         [--resnet50 resnet50.sise.onnx]
 
 Three parts, each through the public API (the pass part through openvino itself, to
@@ -9,8 +9,8 @@ compare the settings model/openvino.py chose among):
 1. one masked pass (batch 32, Lite0's scoring graph) in onnxruntime's CPU provider and in
    OpenVINO f32 / bf16 with the LATENCY or THROUGHPUT hint and a dynamic or static batch:
    ms per pass, medians of interleaved runs;
-2. per method on the photo set (benchmarks/photo_set.py; RISE on the first --rise-photos
-   only, it runs 2000 passes), the photo's target class explained by onnxruntime f32,
+2. per method on the photo set (benchmarks/photo_set.py; RISE and Score-CAM, the long
+   ones, on the first --long-photos only), the photo's target class explained by onnxruntime f32,
    OpenVINO f32 and OpenVINO bf16 in turn: median seconds per photo and the Pearson r of
    each OpenVINO map with onnxruntime's (worst and median over the photos);
 3. with --resnet50 (an explainable ResNet-50, e.g. export_zoo("resnet50", path): random
@@ -44,6 +44,7 @@ from onnx_sise.model.scoring import scoring_graph
 HERE = Path(__file__).resolve().parent
 PAPER_T4 = {"sise": 9.21, "ada-sise": 6.29}  # SISE paper, ResNet-50 on a Tesla T4, seconds
 FIDELITY = 0.95
+LONG = ("rise", "score-cam")  # hundreds to thousands of passes a photo
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,7 +102,7 @@ def backends(model: Path, threads: int) -> dict[str, Explainer]:
 
 
 def fidelity_table(model: Path, folder: Path | None, methods: list[str], threads: int, rise_masks: int,
-                   rise_photos: int, limit: int | None) -> tuple[list[str], dict[tuple[str, str], float]]:
+                   long_photos: int, limit: int | None) -> tuple[list[str], dict[tuple[str, str], float]]:
     explainers = backends(model, threads)
     names = list(explainers)
     photos = photo_set(folder)[:limit]
@@ -109,7 +110,7 @@ def fidelity_table(model: Path, folder: Path | None, methods: list[str], threads
     r: dict[tuple[str, str], list[float]] = {(m, b): [] for m in methods for b in names[1:]}
     for turn, photo in enumerate(photos):
         for method in methods:
-            if method == "rise" and turn >= rise_photos:
+            if method in LONG and turn >= long_photos:
                 continue
             options = {"rise_masks": rise_masks} if method == "rise" else {}
             order = names[turn % len(names):] + names[:turn % len(names)]  # who goes first takes turns
@@ -167,9 +168,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="explainable EfficientNet-Lite0")
     parser.add_argument("--folder", type=Path, default=None, help="photo cache folder (default: photo_set's)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every runtime (default: 2)")
-    parser.add_argument("--methods", default="sise,ada-sise,score-cam,rise", help="(default: %(default)s)")
+    parser.add_argument("--methods", default="gradcam,sise,ada-sise,score-cam,rise", help="(default: %(default)s)")
     parser.add_argument("--rise-masks", type=int, default=2000, help="(default: %(default)s)")
-    parser.add_argument("--rise-photos", type=int, default=8, help="photos RISE runs on (default: %(default)s)")
+    parser.add_argument("--long-photos", type=int, default=6,
+                        help="photos RISE and Score-CAM run on (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="the first N photos only (default: all)")
     parser.add_argument("--parts", default="passes,maps,resnet50", help="(default: %(default)s)")
     parser.add_argument("--resnet50", type=Path, default=None, help="explainable ResNet-50 (default: no part 3)")
@@ -187,7 +189,7 @@ def main() -> None:
     if "maps" in parts:
         methods = [m for m in args.methods.split(",") if m]
         rows, worst = fidelity_table(args.model, args.folder, methods, args.threads, args.rise_masks,
-                                     args.rise_photos, args.limit)
+                                     args.long_photos, args.limit)
         sections.append("### Maps on the photo set: median seconds per photo, Pearson r with onnxruntime's map\n\n"
                         + "\n".join(rows))
     if args.resnet50 is not None and "resnet50" in parts:

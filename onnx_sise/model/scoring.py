@@ -29,3 +29,41 @@ def scoring_graph(model: onnx.ModelProto, info: ModelInfo, source: str) -> onnx.
     scoring = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
     scoring.ir_version = model.ir_version
     return scoring
+
+
+def gradient_graph(model: onnx.ModelProto, info: ModelInfo) -> onnx.ModelProto | None:
+    """The gradient sub-graph (docs/design.md sections 3-4, the then-branch of the If on
+    `gradient/enabled`) as a model of its own: inputs `image`, `target_weights`,
+    `logit_weights`; the If's outputs (logits, scores, every tap's activation and
+    gradient) under their own names; the main graph's initializers the branch reads. None
+    where the file has no such If (the caller keeps onnxruntime's gradient call)."""
+    names = info.graph
+    node = next((n for n in model.graph.node if n.op_type == "If" and n.input[:1] == [names.gradient_switch]), None)
+    branch = next((a.g for a in node.attribute if a.name == "then_branch"), None) if node is not None else None
+    if branch is None or len(branch.output) != len(node.output):
+        return None
+    made = {o for n in branch.node for o in n.output} | {t.name for t in branch.initializer}
+    outer = _read_names(branch) - made
+    feeds = (names.image, names.target_weights, names.logit_weights)
+    inputs = [i for i in model.graph.input if i.name in feeds]
+    renames = [onnx.helper.make_node("Identity", [inner.name], [name])
+               for inner, name in zip(branch.output, node.output) if inner.name != name]
+    outputs = [onnx.helper.make_value_info(name, inner.type) for inner, name in zip(branch.output, node.output)]
+    graph = onnx.helper.make_graph(
+        [*branch.node, *renames], "onnx_sise_gradient", inputs, outputs,
+        initializer=[*branch.initializer, *(t for t in model.graph.initializer if t.name in outer and t.name not in feeds)],
+    )
+    gradient = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    gradient.ir_version = model.ir_version
+    return gradient
+
+
+def _read_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name the nodes of `graph` and of its sub-graphs read."""
+    found: set[str] = set()
+    for node in graph.node:
+        found.update(node.input)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                found |= _read_names(attribute.g)
+    return found

@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from ..errors import ModelError, OptionError, PlainModelError
 from .info import METADATA_KEY, ModelInfo, parse_object
-from .openvino import DEFAULT_PRECISION, DEVICES, OpenVinoScoring, checked_precision
+from .openvino import DEFAULT_PRECISION, DEVICES, OpenVinoModel, checked_precision
 from .runtime import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, model_bytes, open_session
 from .shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
 
@@ -125,12 +125,12 @@ class ExplainableModel:
                              "(onnx_sise_export.write_scoring_variant, precision fp32 or fp16)")
         if scoring_model is not None:
             self._load_scoring_variant(Path(scoring_model), threads, cuda_graph)
-        self.openvino: OpenVinoScoring | None = None
+        self.openvino: OpenVinoModel | None = None
         if openvino:
             import onnx
 
-            self.openvino = OpenVinoScoring(onnx.load_model_from_string(self.data), self.info, self.source,
-                                            openvino_provider, precision, threads)
+            self.openvino = OpenVinoModel(onnx.load_model_from_string(self.data), self.info, self.source,
+                                          openvino_provider, precision, threads)
             self.provider, self.scoring_precision = openvino_provider, self.openvino.precision
 
     def _load_scoring_variant(self, path: Path, threads: int | None, cuda_graph: bool) -> None:
@@ -182,29 +182,33 @@ class ExplainableModel:
         """One gradient call: per tap, A and d(sum_c w_c Psi_c + sum_c u_c y_c)/dA, with
         target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
         tap_outputs = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
-        outputs = run(self.session, tap_outputs, self._gradient_feeds(image, target_weights, logit_weights),
-                      self.source)
+        outputs = self._gradient_call(tap_outputs, image, target_weights, logit_weights)
         n = len(self.info.taps)
         for tap, activations, gradients in zip(self.info.taps, outputs[:n], outputs[n:]):
             expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
             expect_shape(gradients, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
         return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
 
-    def _gradient_feeds(self, image: np.ndarray, target_weights: np.ndarray,
-                        logit_weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _gradient_call(self, outputs: list[str], image: np.ndarray, target_weights: np.ndarray,
+                       logit_weights: np.ndarray | None = None) -> list[np.ndarray]:
+        """The gradient sub-graph's `outputs`, in OpenVINO f32 where it compiled it, else in onnxruntime."""
         names = self.info.graph
-        feeds = {names.image: image[None], names.target_weights: target_weights[None], **self._gradient_switch}
+        feeds = {names.image: image[None], names.target_weights: target_weights[None]}
         if logit_weights is not None:
             feeds[names.logit_weights] = logit_weights[None]
-        return feeds
+        if self.openvino is not None and self.openvino.gradient is not None:
+            if logit_weights is None:
+                feeds[names.logit_weights] = np.zeros((1, self.info.num_classes), np.float32)
+            return self.openvino.gradient({k: v.astype(np.float32, copy=False) for k, v in feeds.items()}, outputs)
+        return run(self.session, outputs, {**feeds, **self._gradient_switch}, self.source)
 
     def logits_and_activations(self, image: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """The raw class outputs y (classes,) and every tap's activations (N, h, w) of one
         preprocessed image, from the gradient sub-graph."""
         names = self.info.graph
         zeros = np.zeros(self.info.num_classes, np.float32)
-        outputs = run(self.session, [names.logits, *(t.activation_output for t in self.info.taps)],
-                      self._gradient_feeds(image, zeros, zeros), self.source)
+        outputs = self._gradient_call([names.logits, *(t.activation_output for t in self.info.taps)], image, zeros,
+                                      zeros)
         expect_shape(outputs[0], (1, self.info.num_classes), names.logits, self.source)
         for tap, activations in zip(self.info.taps, outputs[1:]):
             expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
@@ -214,7 +218,7 @@ class ExplainableModel:
         """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""
         names = self.info.graph
         if self.openvino is not None:
-            scores = self.openvino(batch)
+            scores = self.openvino.batch_scores(batch)
         else:
             (scores,) = run(self.scoring_session, [names.batch_scores], {names.masked_batch: batch}, self.source)
         expect_shape(scores, (batch.shape[0], self.info.num_classes), names.batch_scores, self.source)
