@@ -92,18 +92,20 @@ def pass_table(model: Path, threads: int, batch: int = 32, repeats: int = 5) -> 
     return rows
 
 
-def backends(model: Path, threads: int) -> dict[str, Explainer]:
-    found = {"onnxruntime f32": Explainer(model, threads=threads),
-             "OpenVINO f32": Explainer(model, provider="openvino", precision="f32", threads=threads)}
-    auto = Explainer(model, provider="openvino", threads=threads)
-    if auto.model.scoring_precision == "bf16":
-        found["OpenVINO bf16"] = auto
+def backends(model: Path, threads: int, precisions: list[str]) -> dict[str, Explainer]:
+    """onnxruntime f32, then OpenVINO in each of `precisions` this CPU has."""
+    found = {"onnxruntime f32": Explainer(model, threads=threads)}
+    for precision in precisions:
+        explainer = Explainer(model, provider="openvino", precision="auto" if precision == "bf16" else precision,
+                              threads=threads)
+        if explainer.model.scoring_precision == precision:
+            found[f"OpenVINO {precision}"] = explainer
     return found
 
 
 def fidelity_table(model: Path, folder: Path | None, methods: list[str], threads: int, rise_masks: int,
-                   long_photos: int, limit: int | None) -> tuple[list[str], dict[tuple[str, str], float]]:
-    explainers = backends(model, threads)
+                   long_photos: int, limit: int | None, precisions: list[str]) -> tuple[list[str], dict[tuple[str, str], float]]:
+    explainers = backends(model, threads, precisions)
     names = list(explainers)
     photos = photo_set(folder)[:limit]
     seconds: dict[tuple[str, str], list[float]] = {(m, b): [] for m in methods for b in names}
@@ -142,12 +144,13 @@ def fidelity_table(model: Path, folder: Path | None, methods: list[str], threads
     return rows, worst
 
 
-def resnet_table(model: Path, folder: Path | None, threads: int, worst: dict[tuple[str, str], float]) -> list[str]:
+def resnet_table(model: Path, folder: Path | None, threads: int, worst: dict[tuple[str, str], float],
+                 precisions: list[str]) -> list[str]:
     """ResNet-50 SISE and Ada-SISE on coffee: onnxruntime and the fastest faithful backend."""
     faithful = [b for b in ("OpenVINO bf16", "OpenVINO f32")
                 if all(worst.get((m, b), 0.0) >= FIDELITY for m in ("sise", "ada-sise"))]
     chosen = ["onnxruntime f32", *faithful[:1]]
-    explainers = {name: e for name, e in backends(model, threads).items() if name in chosen}
+    explainers = {name: e for name, e in backends(model, threads, precisions).items() if name in chosen}
     coffee = next(p for p in photo_set(folder) if p.path.name == "coffee.png")
     rows = ["| ResNet-50 on coffee.png | " + " | ".join(f"{n} s (passes)" for n in chosen)
             + " | SISE paper, Tesla T4 s | ours / T4 (best) |", "|" + "---|" * (len(chosen) + 3)]
@@ -172,11 +175,14 @@ def main() -> None:
     parser.add_argument("--rise-masks", type=int, default=2000, help="(default: %(default)s)")
     parser.add_argument("--long-photos", type=int, default=6,
                         help="photos RISE and Score-CAM run on (default: %(default)s)")
+    parser.add_argument("--precisions", default="f32,bf16",
+                        help="OpenVINO precisions beside onnxruntime in the maps and ResNet-50 parts (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, help="the first N photos only (default: all)")
     parser.add_argument("--parts", default="passes,maps,resnet50", help="(default: %(default)s)")
     parser.add_argument("--resnet50", type=Path, default=None, help="explainable ResNet-50 (default: no part 3)")
     args = parser.parse_args()
     parts = args.parts.split(",")
+    precisions = [p for p in args.precisions.split(",") if p]
     started = time.perf_counter()
     head = (f"{machine()}; onnxruntime {ort.__version__} CPUExecutionProvider, OpenVINO {openvino.__version__} "
             f"CPU plugin, {args.threads} threads each; OpenVINO CPU capabilities "
@@ -189,12 +195,12 @@ def main() -> None:
     if "maps" in parts:
         methods = [m for m in args.methods.split(",") if m]
         rows, worst = fidelity_table(args.model, args.folder, methods, args.threads, args.rise_masks,
-                                     args.long_photos, args.limit)
+                                     args.long_photos, args.limit, precisions)
         sections.append("### Maps on the photo set: median seconds per photo, Pearson r with onnxruntime's map\n\n"
                         + "\n".join(rows))
     if args.resnet50 is not None and "resnet50" in parts:
         sections.append("### ResNet-50 (random weights: timing only), SISE and Ada-SISE\n\n"
-                        + "\n".join(resnet_table(args.resnet50, args.folder, args.threads, worst)))
+                        + "\n".join(resnet_table(args.resnet50, args.folder, args.threads, worst, precisions)))
     command = "python benchmarks/bench_openvino.py " + " ".join(sys.argv[1:])
     with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
         handle.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\n{head}; the machine is shared with other "
