@@ -16,15 +16,12 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 
 from onnx_sise import Explainer
 from onnx_sise.errors import ModelError, OptionError
-from onnx_sise.model.info import METADATA_KEY, ModelInfo
 from onnx_sise.model.openvino import BF16_CAPABILITY
-from onnx_sise.model.scoring import gradient_graph, scoring_graph
 from onnx_sise.model.session import ExplainableModel
 
 openvino = pytest.importorskip("openvino", reason="the optional openvino package is absent: "
@@ -64,19 +61,6 @@ def test_f32_scores_equal_the_scoring_graph_in_onnxruntime(f32: Explainer, lite0
     np.testing.assert_allclose(f32.model.batch_scores(batch, classes), expected, rtol=0, atol=1e-5)
 
 
-def test_the_scoring_graph_alone_gives_the_files_scores(lite0_path: Path, f32: Explainer, coffee: str) -> None:
-    model = onnx.load(str(lite0_path))
-    info = ModelInfo.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
-    alone = scoring_graph(model, info, str(lite0_path))
-    assert [i.name for i in alone.graph.input] == [info.graph.masked_batch]
-    assert not any(n.op_type == "If" for n in alone.graph.node)
-    batch = masked_inputs(f32, coffee, 2)
-    names = [info.graph.batch_scores]
-    (got,) = ort.InferenceSession(alone.SerializeToString()).run(names, {info.graph.masked_batch: batch})
-    (expected,) = ort.InferenceSession(str(lite0_path)).run(names, {info.graph.masked_batch: batch})
-    np.testing.assert_array_equal(got, expected)
-
-
 @pytest.mark.parametrize("precision", ["f32", "auto"])
 def test_the_gradient_call_equals_onnxruntimes(precision: str, lite0_path: Path, reference: Explainer,
                                                coffee: str) -> None:
@@ -93,14 +77,6 @@ def test_the_gradient_call_equals_onnxruntimes(precision: str, lite0_path: Path,
     expected_logits, _ = reference.model.logits_and_activations(x)
     np.testing.assert_allclose(logits, expected_logits, rtol=0, atol=1e-4 * np.abs(expected_logits).max())
     assert len(activations) == len(reference.info.taps)
-
-
-def test_a_file_without_the_gradient_switch_has_no_gradient_graph(lite0_path: Path) -> None:
-    model = onnx.load(str(lite0_path))
-    info = ModelInfo.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
-    assert gradient_graph(model, info) is not None
-    del model.graph.node[:]
-    assert gradient_graph(model, info) is None
 
 
 @pytest.mark.slow
