@@ -104,13 +104,13 @@ def backends(model: Path, threads: int, precisions: list[str]) -> dict[str, Expl
 
 
 def fidelity_table(model: Path, folder: Path | None, methods: list[str], threads: int, rise_masks: int,
-                   long_photos: int, limit: int | None, precisions: list[str]) -> tuple[list[str], dict[tuple[str, str], float]]:
+                   long_photos: int, photos: slice, precisions: list[str]) -> tuple[list[str], dict[tuple[str, str], float]]:
     explainers = backends(model, threads, precisions)
     names = list(explainers)
-    photos = photo_set(folder)[:limit]
+    chosen = photo_set(folder)[photos]
     seconds: dict[tuple[str, str], list[float]] = {(m, b): [] for m in methods for b in names}
     r: dict[tuple[str, str], list[float]] = {(m, b): [] for m in methods for b in names[1:]}
-    for turn, photo in enumerate(photos):
+    for turn, photo in enumerate(chosen):
         for method in methods:
             if method in LONG and turn >= long_photos:
                 continue
@@ -177,6 +177,7 @@ def main() -> None:
                         help="photos RISE and Score-CAM run on (default: %(default)s)")
     parser.add_argument("--precisions", default="f32,bf16",
                         help="OpenVINO precisions beside onnxruntime in the maps and ResNet-50 parts (default: %(default)s)")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N photos (default: none)")
     parser.add_argument("--limit", type=int, default=None, help="the first N photos only (default: all)")
     parser.add_argument("--parts", default="passes,maps,resnet50", help="(default: %(default)s)")
     parser.add_argument("--resnet50", type=Path, default=None, help="explainable ResNet-50 (default: no part 3)")
@@ -195,7 +196,7 @@ def main() -> None:
     if "maps" in parts:
         methods = [m for m in args.methods.split(",") if m]
         rows, worst = fidelity_table(args.model, args.folder, methods, args.threads, args.rise_masks,
-                                     args.long_photos, args.limit, precisions)
+                                     args.long_photos, slice(args.skip, args.limit), precisions)
         sections.append("### Maps on the photo set: median seconds per photo, Pearson r with onnxruntime's map\n\n"
                         + "\n".join(rows))
     if args.resnet50 is not None and "resnet50" in parts:
