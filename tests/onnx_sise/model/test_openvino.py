@@ -165,3 +165,19 @@ def test_without_openvino_the_error_names_the_extra(lite0_path: Path, monkeypatc
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
     with pytest.raises(ModelError, match=r"pip install 'onnx_sise\[openvino\]'"):
         Explainer(lite0_path, provider="openvino")
+
+
+def test_the_command_line_explains_with_openvino(lite0_path: Path, coffee: str, reference: Explainer,
+                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--provider openvino --precision f32 writes onnxruntime's Grad-CAM map (the gradient
+    call in OpenVINO f32); a bad --precision is one line and exit code 2."""
+    from onnx_sise.cli import main
+
+    args = ["explain", str(lite0_path), coffee, "--method", "gradcam", "--target", "967", "--threads", "2",
+            "--out", str(tmp_path)]
+    assert main([*args, "--provider", "openvino", "--precision", "f32"]) == 0
+    expected = reference.explain(coffee, target=967, method="gradcam").saliency
+    np.testing.assert_allclose(np.load(tmp_path / "coffee.gradcam.npy"), expected, rtol=0, atol=1e-3)
+    capsys.readouterr()
+    assert main([*args, "--provider", "openvino", "--precision", "fp64"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
