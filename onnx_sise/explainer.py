@@ -99,7 +99,8 @@ class Explainer:
             process may use (default: the runtime's choice).
         precision: the masked passes' arithmetic with provider "openvino": "f32", "bf16"
             (CPUs with AVX512_BF16 or AMX; OptionError elsewhere) or "auto" (bf16 where
-            the device has it, else f32). Other providers take only "auto" (float32).
+            the device has it, else f32); default f32 (RESULTS.md: bf16 moved one Ada-SISE
+            map of 34 to r 0.914). Other providers take "f32" or "auto" (float32 both).
         batch_size: masked inputs per forward pass; it bounds the memory of the masked
             passes (batch_size x the model's input), whatever the number of masks.
         prepare: a plain ONNX classifier is prepared into an explainable one (onnx and

@@ -90,4 +90,4 @@ DEFAULT_RESIZE = "area"
 # arithmetic of OpenVINO's masked passes (model/openvino.py).
 PRECISION = Domain("str", choices=PRECISIONS,
                    help="arithmetic of the masked passes with provider openvino: f32, bf16 (CPUs with AVX512_BF16 "
-                        "or AMX), or auto (bf16 where the CPU has it, else f32; float32 with other providers)")
+                        "or AMX), or auto (bf16 where the CPU has it, else f32); float32 with other providers")

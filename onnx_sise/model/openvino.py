@@ -29,7 +29,9 @@ from .scoring import gradient_graph, scoring_graph
 # provider -> OpenVINO device
 DEVICES = {"openvino": "CPU", "openvino-gpu": "GPU"}
 PRECISIONS = ("auto", "f32", "bf16")
-DEFAULT_PRECISION = "auto"
+# f32 by default: bf16 keeps SISE's, RISE's and Score-CAM's maps (worst r 0.967 over the 34
+# photos) but not every Ada-SISE map (r 0.914 on one photo): benchmarks/RESULTS.md.
+DEFAULT_PRECISION = "f32"
 # OpenVINO's names of the precisions, and the device capability bf16 needs.
 HINTS = {"f32": "f32", "bf16": "bf16"}
 BF16_CAPABILITY = "BF16"

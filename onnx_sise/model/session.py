@@ -68,7 +68,7 @@ class ExplainableModel:
     of the scoring sub-graph (fp32, fp16, int8) that runs the masked passes instead.
     Provider "openvino" ("openvino-gpu") runs the masked passes on OpenVINO's CPU (GPU)
     in `precision` ("auto", "f32", "bf16": model/openvino.py) and the rest on
-    onnxruntime's CPU; other providers take only precision "auto" (float32)."""
+    onnxruntime's CPU; other providers take precision "f32" or "auto" (float32 both)."""
 
     def __init__(self, path: str | os.PathLike[str] | bytes, provider: str = "cpu", threads: int | None = None, *,
                  options: ort.SessionOptions | None = None,
@@ -83,7 +83,7 @@ class ExplainableModel:
         if openvino and (scoring_model is not None or cuda_graph):
             raise OptionError(f"provider {provider} compiles the model's own scoring graph: it takes no scoring model "
                              "or CUDA graph")
-        if not openvino and precision != DEFAULT_PRECISION:
+        if not openvino and precision == "bf16":
             raise OptionError(f"precision {precision} is an OpenVINO precision: give provider openvino too")
         if openvino:
             data, external = model_bytes(bytes(path) if in_memory else self.path, self.source)

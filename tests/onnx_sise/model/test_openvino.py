@@ -100,8 +100,9 @@ def test_bf16_maps_correlate_with_onnxruntimes(method: str, options: dict, lite0
 
 
 def test_auto_is_bf16_exactly_where_the_cpu_has_it(lite0_path: Path) -> None:
-    model = ExplainableModel(lite0_path, provider="openvino", threads=1)
+    model = ExplainableModel(lite0_path, provider="openvino", precision="auto", threads=1)
     assert model.scoring_precision == ("bf16" if HAS_BF16 else "f32")
+    assert ExplainableModel(lite0_path, provider="openvino", threads=1).scoring_precision == "f32"  # the default
     assert model.provider == "openvino" and model.session.get_providers() == ["CPUExecutionProvider"]
 
 
@@ -158,7 +159,7 @@ def test_bf16_on_a_device_without_it_is_refused(lite0_path: Path, monkeypatch: p
     monkeypatch.setattr(openvino, "Core", Fp32Only)
     with pytest.raises(OptionError, match="precision bf16 needs a device with bfloat16 arithmetic"):
         Explainer(lite0_path, provider="openvino", precision="bf16")
-    assert Explainer(lite0_path, provider="openvino").model.scoring_precision == "f32"
+    assert Explainer(lite0_path, provider="openvino", precision="auto").model.scoring_precision == "f32"
 
 
 def test_without_openvino_the_error_names_the_extra(lite0_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
