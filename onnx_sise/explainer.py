@@ -28,10 +28,12 @@ from .images.decode import MAX_PIXELS
 from .images.model_input import model_input
 from .images.sources import ImageSource
 from .methods import METHODS, Context, checked
-from .methods.options import DEFAULT_RESIZE, RESIZE
+from .methods.options import DEFAULT_RESIZE, PRECISION, RESIZE
 from .methods.sise.io_binding import IoBindingPipeline
 from .model.cache import Prepared, prepared_model
 from .model.info import ModelInfo
+from .model.openvino import DEFAULT_PRECISION
+from .model.openvino import DEVICES as OPENVINO_DEVICES
 from .model.runtime import copied_session_options, providers_of
 from .model.session import ExplainableModel
 from .progress import ProgressBar, no_progress
@@ -90,9 +92,15 @@ class Explainer:
     Args:
         model: the `*.sise.onnx` written by `python -m onnx_sise export`, its path or its
             bytes; or a plain ONNX classifier (see `prepare`).
-        provider: "cpu", or "cuda" with onnxruntime-gpu.
-        threads: onnxruntime intra-op threads, capped at the CPUs this process may use
-            (default: onnxruntime's choice).
+        provider: "cpu", or "cuda" with onnxruntime-gpu; or "openvino" ("openvino-gpu"):
+            the masked passes run in OpenVINO on the CPU (a GPU), the gradient call in
+            onnxruntime's CPU provider (onnx_sise[openvino], model/openvino.py).
+        threads: onnxruntime (and OpenVINO) intra-op threads, capped at the CPUs this
+            process may use (default: the runtime's choice).
+        precision: the masked passes' arithmetic with provider "openvino": "f32", "bf16"
+            (CPUs with AVX512_BF16 or AMX; OptionError elsewhere) or "auto" (bf16 where
+            the device has it, else f32); default f32 (RESULTS.md: bf16 moved one Ada-SISE
+            map of 34 to r 0.914). Other providers take "f32" or "auto" (float32 both).
         batch_size: masked inputs per forward pass; it bounds the memory of the masked
             passes (batch_size x the model's input), whatever the number of masks.
         prepare: a plain ONNX classifier is prepared into an explainable one (onnx and
@@ -123,7 +131,8 @@ class Explainer:
                  session_options: ort.SessionOptions | None = None,
                  providers: Sequence[str | tuple[str, dict]] | None = None, max_pixels: int = MAX_PIXELS,
                  io_binding: bool | None = None, scoring_model: str | os.PathLike[str] | None = None,
-                 cuda_graph: bool = False, fixed_batch: bool | None = None, resize: str = DEFAULT_RESIZE) -> None:
+                 cuda_graph: bool = False, fixed_batch: bool | None = None, resize: str = DEFAULT_RESIZE,
+                 precision: str = DEFAULT_PRECISION) -> None:
         model = checked_source(model)
         cache_dir, scoring_model = (path_option(name, value) for name, value in (("cache_dir", cache_dir),
                                                                                  ("scoring_model", scoring_model)))
@@ -136,11 +145,14 @@ class Explainer:
         threads = capped_threads(threads)
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
             raise OptionError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
-        if (problem := RESIZE.problem("resize", resize)) is not None:
-            raise OptionError(problem)
+        for name, value, domain in (("resize", resize, RESIZE), ("precision", precision, PRECISION)):
+            if (problem := domain.problem(name, value)) is not None:
+                raise OptionError(problem)
+        if io_binding and provider in OPENVINO_DEVICES:
+            raise OptionError(f"provider {provider} runs the masked passes in OpenVINO: io_binding is onnxruntime's")
         self.prepared: Prepared | None = None
         settings = dict(provider=provider, threads=threads, options=session_options, providers=providers,
-                        scoring_model=scoring_model, cuda_graph=cuda_graph)
+                        scoring_model=scoring_model, cuda_graph=cuda_graph, precision=precision)
         try:
             self.model = ExplainableModel(model, **settings)
         except PlainModelError:

@@ -638,6 +638,12 @@ CASES: list[Case] = [
     # Options.
     Case("batch_size_zero", "option", rgb_array, OptionError, "batch_size must be an integer in [1, 1024], got 0",
          photo_cli("--batch-size", "0"), cli_fragment="--batch-size must be at least 1", options={"batch_size": 0}),
+    Case("precision_unknown", "option", rgb_array, OptionError, "precision must be one of auto, f32, bf16, got 'fp64'",
+         photo_cli("--provider", "openvino", "--precision", "fp64"), cli_fragment="invalid choice: 'fp64'",
+         options={"provider": "openvino", "precision": "fp64"}),
+    Case("precision_without_openvino", "option", rgb_array, OptionError,
+         "precision bf16 is an OpenVINO precision: give provider openvino too", photo_cli("--precision", "bf16"),
+         options={"precision": "bf16"}),
     Case("mu_nan", "option", rgb_array, OptionError, "mu must be a finite number", photo_cli("--method", "sise",
                                                                                             "--mu", "nan"),
          options={"method": "sise", "mu": float("nan")}),

@@ -27,6 +27,7 @@ from onnx_sise.explainer import Explainer, ImageLike
 from onnx_sise.files.writing import write_atomically
 from onnx_sise.model.info import METADATA_KEY, ModelInfo
 from onnx_sise.model.preparation.subgraphs import set_metadata
+from onnx_sise.model.scoring import scoring_graph
 from onnx_sise.model.session import VARIANT_KEY
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -51,19 +52,7 @@ def _scoring_graph(sise_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
     if METADATA_KEY not in metadata:
         raise ModelError(f"{sise_path} is not an explainable ONNX: export it first")
     info = ModelInfo.from_json(metadata[METADATA_KEY])
-    names = info.graph
-    nodes = [n for n in model.graph.node if n.op_type != "If"]
-    used = {name for n in nodes for name in n.input}
-    graph = onnx.helper.make_graph(
-        nodes, "onnx_sise_scoring",
-        [i for i in model.graph.input if i.name == names.masked_batch],
-        [o for o in model.graph.output if o.name == names.batch_scores],
-        initializer=[t for t in model.graph.initializer if t.name in used and t.name != names.masked_batch],
-    )
-    if len(graph.input) != 1 or len(graph.output) != 1:
-        raise ModelError(f"{sise_path} has no scoring sub-graph: export it again with this version of onnx_sise")
-    scoring = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
-    scoring.ir_version = model.ir_version
+    scoring = scoring_graph(model, info, str(sise_path))
     return fold_constants(scoring), info
 
 

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="class id(s) to explain, comma-separated, e.g. 967,968 (default: the top-1 class)")
     explain.add_argument("--top-k", type=int, default=None, help="explain the k best classes (default: off)")
     explain.add_argument("--batch-size", type=int, default=32, help="masked inputs per forward pass (default: 32)")
-    explain.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
+    add_provider_options(explain)
     explain.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     explain.add_argument("--max-seconds", type=float, default=None,
                          help="stop an image's explanation after this many seconds, exit code 2 (default: no limit)")
@@ -235,6 +235,19 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         kind = {"int": int, "real": float}.get(domain.kind, str)
         group.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name, type=kind, default=option.default,
                            choices=domain.choices or None, help=domain.help + shown)
+
+
+def add_provider_options(parser: argparse.ArgumentParser) -> None:
+    """--provider (model/session.py PROVIDER_CHOICES) and --precision (methods/options.py PRECISION)."""
+    from ..methods.options import PRECISION
+    from ..model.openvino import DEFAULT_PRECISION
+    from ..model.session import PROVIDER_CHOICES
+
+    parser.add_argument("--provider", choices=PROVIDER_CHOICES, default=PROVIDER_CHOICES[0],
+                        help="onnxruntime provider (cpu, cuda), or OpenVINO's CPU or GPU for the masked passes "
+                             f"(openvino, openvino-gpu: pip install 'onnx_sise[openvino]') (default: {PROVIDER_CHOICES[0]})")
+    parser.add_argument("--precision", choices=PRECISION.choices, default=DEFAULT_PRECISION,
+                        help=f"{PRECISION.help} (default: {DEFAULT_PRECISION})")
 
 
 def add_resize_option(parser: argparse.ArgumentParser) -> None:

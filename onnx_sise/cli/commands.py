@@ -49,7 +49,8 @@ def run_explain(args: argparse.Namespace) -> None:
         read_rgb(image)
     with output_directory(args.out):
         explainer = Explainer(args.model, provider=args.provider, threads=args.threads, batch_size=args.batch_size,
-                              cache_dir=args.cache_dir, scoring_model=args.scoring_model, resize=args.resize)
+                              precision=args.precision, cache_dir=args.cache_dir, scoring_model=args.scoring_model,
+                              resize=args.resize)
         if explainer.prepared is not None:
             how = "reused from the cache" if explainer.prepared.cached else "prepared now and cached"
             say(f"{args.model} is a plain ONNX model: explainable version {how}: {explainer.prepared.path}")

@@ -12,6 +12,7 @@ from dataclasses import Field, dataclass, field
 from typing import Any
 
 from ..images.model_input import RESIZE_METHODS
+from ..model.openvino import PRECISIONS
 
 MAX_SEED = 2**63 - 1
 # The command line's option groups.
@@ -84,3 +85,9 @@ RESIZE = Domain("str", choices=RESIZE_METHODS,
                 help="resize of the photo to the model's input: area (cv2.INTER_AREA when it shrinks, "
                      "else INTER_LINEAR) or linear (INTER_LINEAR always)")
 DEFAULT_RESIZE = "area"
+
+# Not a method's option but the session's (Explainer(precision=...), --precision): the
+# arithmetic of OpenVINO's masked passes (model/openvino.py).
+PRECISION = Domain("str", choices=PRECISIONS,
+                   help="arithmetic of the masked passes with provider openvino: f32, bf16 (CPUs with AVX512_BF16 "
+                        "or AMX), or auto (bf16 where the CPU has it, else f32); float32 with other providers")

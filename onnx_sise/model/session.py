@@ -1,5 +1,6 @@
 """The explainable ONNX in onnxruntime: one session serves the gradient call (batch 1)
-and the batched masked forward passes (only `batch_scores` is computed for those)."""
+and the batched masked forward passes (only `batch_scores` is computed for those), unless
+the provider is OpenVINO (model/openvino.py), which runs the masked passes."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import ModelError, PlainModelError
+from ..errors import ModelError, OptionError, PlainModelError
 from .info import METADATA_KEY, ModelInfo, parse_object
-from .runtime import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, open_session
+from .openvino import DEFAULT_PRECISION, DEVICES, OpenVinoModel, checked_precision
+from .runtime import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, model_bytes, open_session
 from .shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# Every `provider` an ExplainableModel takes: onnxruntime's, then OpenVINO's devices for
+# the masked passes (with onnxruntime's CPU provider for the rest).
+PROVIDER_CHOICES = (*PROVIDERS, *DEVICES)
 VARIANT_KEY = "onnx_sise_scoring_variant"
 
 
@@ -60,18 +65,34 @@ class ExplainableModel:
     onnxruntime takes them, names or (name, options) pairs) replace the ones made from
     `provider` and `threads`. One session serves every thread: onnxruntime's run() is
     thread-safe, and nothing here changes after construction. `scoring_model` is a copy
-    of the scoring sub-graph (fp32, fp16, int8) that runs the masked passes instead."""
+    of the scoring sub-graph (fp32, fp16, int8) that runs the masked passes instead.
+    Provider "openvino" ("openvino-gpu") runs the masked passes on OpenVINO's CPU (GPU)
+    in `precision` ("auto", "f32", "bf16": model/openvino.py) and the rest on
+    onnxruntime's CPU; other providers take precision "f32" or "auto" (float32 both)."""
 
     def __init__(self, path: str | os.PathLike[str] | bytes, provider: str = "cpu", threads: int | None = None, *,
                  options: ort.SessionOptions | None = None,
                  providers: Sequence[str | tuple[str, dict]] | None = None,
-                 scoring_model: str | os.PathLike[str] | None = None, cuda_graph: bool = False) -> None:
+                 scoring_model: str | os.PathLike[str] | None = None, cuda_graph: bool = False,
+                 precision: str = DEFAULT_PRECISION) -> None:
         in_memory = isinstance(path, (bytes, bytearray, memoryview))
         self.path = None if in_memory else Path(path)
         self.source = "the model bytes" if in_memory else str(self.path)
+        precision = checked_precision(precision)
+        openvino = provider in DEVICES and providers is None
+        if openvino and (scoring_model is not None or cuda_graph):
+            raise OptionError(f"provider {provider} compiles the model's own scoring graph: it takes no scoring model "
+                             "or CUDA graph")
+        if not openvino and precision == "bf16":
+            raise OptionError(f"precision {precision} is an OpenVINO precision: give provider openvino too")
+        if openvino:
+            data, external = model_bytes(bytes(path) if in_memory else self.path, self.source)
+            if external:
+                raise ModelError(f"{self.source} is larger than 2 GiB: provider {provider} cannot load it, use cpu")
+            path, in_memory, openvino_provider, provider = data, True, provider, "cpu"
         if providers is None:
             if provider not in PROVIDERS:
-                raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+                raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDER_CHOICES)}")
             if PROVIDERS[provider] not in ort.get_available_providers():
                 raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
             providers = [PROVIDERS[provider]]
@@ -80,7 +101,8 @@ class ExplainableModel:
             provider = "cuda" if (first if isinstance(first, str) else first[0]) == PROVIDERS["cuda"] else "cpu"
         self.options = options or session_options(threads)
         self.providers = list(providers)
-        self.data = bytes(path) if in_memory else None  # the model's bytes when given so (model/head.py reads them)
+        # the model's bytes when given so, or read for OpenVINO (model/head.py reads them)
+        self.data = bytes(path) if in_memory else None
         self.session = open_session(self.data if in_memory else self.path, self.source, self.options, self.providers)
         self.provider = provider
         metadata = custom_metadata(self.session, self.source)
@@ -103,6 +125,13 @@ class ExplainableModel:
                              "(onnx_sise_export.write_scoring_variant, precision fp32 or fp16)")
         if scoring_model is not None:
             self._load_scoring_variant(Path(scoring_model), threads, cuda_graph)
+        self.openvino: OpenVinoModel | None = None
+        if openvino:
+            import onnx
+
+            self.openvino = OpenVinoModel(onnx.load_model_from_string(self.data), self.info, self.source,
+                                          openvino_provider, precision, threads)
+            self.provider, self.scoring_precision = openvino_provider, self.openvino.precision
 
     def _load_scoring_variant(self, path: Path, threads: int | None, cuda_graph: bool) -> None:
         """A copy of the scoring sub-graph (onnx_sise_export.variants: fp32 for CUDA
@@ -153,29 +182,33 @@ class ExplainableModel:
         """One gradient call: per tap, A and d(sum_c w_c Psi_c + sum_c u_c y_c)/dA, with
         target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
         tap_outputs = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
-        outputs = run(self.session, tap_outputs, self._gradient_feeds(image, target_weights, logit_weights),
-                      self.source)
+        outputs = self._gradient_call(tap_outputs, image, target_weights, logit_weights)
         n = len(self.info.taps)
         for tap, activations, gradients in zip(self.info.taps, outputs[:n], outputs[n:]):
             expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
             expect_shape(gradients, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
         return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
 
-    def _gradient_feeds(self, image: np.ndarray, target_weights: np.ndarray,
-                        logit_weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _gradient_call(self, outputs: list[str], image: np.ndarray, target_weights: np.ndarray,
+                       logit_weights: np.ndarray | None = None) -> list[np.ndarray]:
+        """The gradient sub-graph's `outputs`, in OpenVINO f32 where it compiled it, else in onnxruntime."""
         names = self.info.graph
-        feeds = {names.image: image[None], names.target_weights: target_weights[None], **self._gradient_switch}
+        feeds = {names.image: image[None], names.target_weights: target_weights[None]}
         if logit_weights is not None:
             feeds[names.logit_weights] = logit_weights[None]
-        return feeds
+        if self.openvino is not None and self.openvino.gradient is not None:
+            if logit_weights is None:
+                feeds[names.logit_weights] = np.zeros((1, self.info.num_classes), np.float32)
+            return self.openvino.gradient({k: v.astype(np.float32, copy=False) for k, v in feeds.items()}, outputs)
+        return run(self.session, outputs, {**feeds, **self._gradient_switch}, self.source)
 
     def logits_and_activations(self, image: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """The raw class outputs y (classes,) and every tap's activations (N, h, w) of one
         preprocessed image, from the gradient sub-graph."""
         names = self.info.graph
         zeros = np.zeros(self.info.num_classes, np.float32)
-        outputs = run(self.session, [names.logits, *(t.activation_output for t in self.info.taps)],
-                      self._gradient_feeds(image, zeros, zeros), self.source)
+        outputs = self._gradient_call([names.logits, *(t.activation_output for t in self.info.taps)], image, zeros,
+                                      zeros)
         expect_shape(outputs[0], (1, self.info.num_classes), names.logits, self.source)
         for tap, activations in zip(self.info.taps, outputs[1:]):
             expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
@@ -184,7 +217,10 @@ class ExplainableModel:
     def batch_scores(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """Psi of `classes` for each masked input of `batch`, (B, len(classes))."""
         names = self.info.graph
-        (scores,) = run(self.scoring_session, [names.batch_scores], {names.masked_batch: batch}, self.source)
+        if self.openvino is not None:
+            scores = self.openvino.batch_scores(batch)
+        else:
+            (scores,) = run(self.scoring_session, [names.batch_scores], {names.masked_batch: batch}, self.source)
         expect_shape(scores, (batch.shape[0], self.info.num_classes), names.batch_scores, self.source)
         return scores[:, list(classes)]
 

@@ -44,8 +44,8 @@ def run_api(case: Case, source: object, explainer: Explainer, lite0: Path, cache
     if case.kind == "output":
         saliency = np.zeros((4, 4), np.float32)
         return write_outputs(np.zeros((4, 4, 3), np.uint8), saliency, Path(source) / "a.png", Path(source) / "a.npy")
-    if "batch_size" in options:
-        return Explainer(lite0, batch_size=options["batch_size"])
+    if {"batch_size", "provider", "precision"} & options.keys():  # the Explainer's own options
+        return Explainer(lite0, **options)  # type: ignore[arg-type]
     if "top_k" in options:
         return explainer.explain_targets(source, top_k=options["top_k"], method=method)
     if "targets" in options:
