@@ -92,9 +92,10 @@ class Explainer:
     Args:
         model: the `*.sise.onnx` written by `python -m onnx_sise export`, its path or its
             bytes; or a plain ONNX classifier (see `prepare`).
-        provider: "cpu", or "cuda" with onnxruntime-gpu; or "openvino" ("openvino-gpu"):
-            the masked passes run in OpenVINO on the CPU (a GPU), the gradient call in
-            onnxruntime's CPU provider (onnx_sise[openvino], model/openvino.py).
+        provider: "cpu"; "cuda" or "tensorrt" (TensorRT, CUDA for the nodes it does not
+            take) with onnxruntime-gpu; or "openvino" ("openvino-gpu"): the masked passes
+            run in OpenVINO on the CPU (an Intel GPU), the gradient call in OpenVINO float32
+            on the CPU (onnx_sise[openvino], model/openvino.py).
         threads: onnxruntime (and OpenVINO) intra-op threads, capped at the CPUs this
             process may use (default: the runtime's choice).
         precision: the masked passes' arithmetic with provider "openvino": "f32", "bf16"

@@ -18,7 +18,11 @@ from .openvino import DEFAULT_PRECISION, DEVICES, OpenVinoModel, checked_precisi
 from .runtime import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, model_bytes, open_session
 from .shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+# What runs the nodes a provider does not take (onnxruntime falls back to its CPU provider last).
+FALLBACKS = {"tensorrt": ("CUDAExecutionProvider",)}
+# The device each provider's tensors live on: IO binding and CUDA graphs ask for "cuda".
+DEVICE_OF = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
 # Every `provider` an ExplainableModel takes: onnxruntime's, then OpenVINO's devices for
 # the masked passes (with onnxruntime's CPU provider for the rest).
 PROVIDER_CHOICES = (*PROVIDERS, *DEVICES)
@@ -93,9 +97,12 @@ class ExplainableModel:
         if providers is None:
             if provider not in PROVIDERS:
                 raise ModelError(f"provider {provider!r} is not one of {', '.join(PROVIDER_CHOICES)}")
-            if PROVIDERS[provider] not in ort.get_available_providers():
-                raise ModelError(f"onnxruntime here has no {PROVIDERS[provider]}: install onnx_sise[gpu] for CUDA")
-            providers = [PROVIDERS[provider]]
+            wanted = [PROVIDERS[provider], *FALLBACKS.get(provider, ())]
+            if missing := [name for name in wanted if name not in ort.get_available_providers()]:
+                raise ModelError(f"onnxruntime here has no {', '.join(missing)}: install onnx_sise[gpu] (onnxruntime-gpu) "
+                                 "for CUDA, and NVIDIA's TensorRT libraries for TensorRT")
+            providers = wanted
+            provider = DEVICE_OF[provider]
         else:
             first = providers[0] if providers else "CPUExecutionProvider"
             provider = "cuda" if (first if isinstance(first, str) else first[0]) == PROVIDERS["cuda"] else "cpu"

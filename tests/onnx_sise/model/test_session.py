@@ -10,10 +10,12 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import onnxruntime as ort
 import pytest
 
 from onnx_sise import Explainer
 from onnx_sise.errors import ModelError
+from onnx_sise.model.session import FALLBACKS, PROVIDERS
 
 # Explains, truncates the external weights, explains again: the same map or one line.
 TRUNCATE_BETWEEN_CALLS = textwrap.dedent("""
@@ -78,3 +80,16 @@ def test_bad_input_fifo_as_scoring_model(lite0_path: Path, photos: Path, tmp_pat
                           capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir())
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "is not a regular file" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_gpu_providers_missing_from_onnxruntime_are_named_in_one_line(lite0_path: Path, provider: str) -> None:
+    """The GPU providers sit behind the same switch; where this onnxruntime lacks one
+    (the CPU wheel), the error names what is missing and what to install."""
+    wanted = [PROVIDERS[provider], *FALLBACKS.get(provider, ())]
+    missing = [name for name in wanted if name not in ort.get_available_providers()]
+    if not missing:
+        pytest.skip(f"this onnxruntime has {', '.join(wanted)}")
+    with pytest.raises(ModelError, match=f"no {missing[0]}.*onnx_sise\\[gpu\\]") as caught:
+        Explainer(lite0_path, provider=provider)
+    assert "\n" not in str(caught.value)
