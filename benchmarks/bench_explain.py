@@ -1,7 +1,7 @@
 """SISE explanation time against the bare forward passes it needs and an eager-PyTorch SISE.
 
     python benchmarks/bench_explain.py [--models efficientnet-lite0,resnet50,vgg16] [--repeats 3]
-                                       [--provider cpu|cuda] [--precisions fp32,int8] [--batch-size 32]
+                                       [--provider cpu|cuda|tensorrt] [--precisions fp32,int8] [--batch-size 32]
 
 Per model (efficientnet-lite0 with its real ImageNet weights; resnet50 and vgg16 with
 seeded random weights), through the public API only: the masked forward passes of SISE
@@ -145,7 +145,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure, median reported (default: 3)")
     parser.add_argument("--batch-size", type=int, default=32, help="masked inputs per pass (default: 32)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="onnxruntime and torch threads (default: all)")
-    parser.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default: cpu)")
+    parser.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                        help="onnxruntime provider (default: cpu)")
     parser.add_argument("--precisions", default="fp32,int8",
                         help="comma-separated masked-pass precisions among fp32, fp16, int8 (default: fp32,int8)")
     parser.add_argument("--no-eager", action="store_true", help="skip the eager-PyTorch comparison")
@@ -154,7 +155,7 @@ def main() -> None:
     if not set(precisions) <= {"fp32", "fp16", "int8"}:
         parser.error(f"--precisions takes fp32, fp16 and int8, got {args.precisions}")
     torch.set_num_threads(args.threads)
-    device = "CUDAExecutionProvider" if args.provider == "cuda" else "CPUExecutionProvider"
+    device = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}.get(args.provider, "CPUExecutionProvider")
     header = (f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.platform()}, float32 matrix product "
               f"{matmul_gflops():.0f} GFLOP/s; provider: {device} (onnxruntime {ort.__version__}); threads: "
               f"{args.threads}; batch size: {args.batch_size}; photo: coffee.png; median of {args.repeats}; eager "
