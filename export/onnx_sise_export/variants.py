@@ -5,9 +5,12 @@ stays in float32 in the explainable ONNX, and `Explainer(..., scoring_model=vari
 runs the masked passes through the variant. The int8 variant folds BatchNorm into the
 convolutions first, quantises activations as uint8 and weights as int8 per channel (the
 u8s8 form that onnxruntime runs with VNNI instructions on x86), and keeps the classifier
-head (the last Gemm/MatMul and everything after it) in float32. Fidelity is the user's to
-check on their photos (benchmarks/bench_explain.py and bench_levers.py report map
-correlations with float32)."""
+head (the last Gemm/MatMul and everything after it) in float32, and the first
+`float_layers` convolutions too (the stem and first blocks: `layer_sensitivity` ranks
+them the most sensitive on masked inputs, both their weights and their activations; see
+benchmarks/bench_int8.py). The variant's metadata lists the nodes kept in float. Fidelity
+is the user's to check on their photos (benchmarks/bench_int8.py reports map
+correlations with float32 on the photo set)."""
 
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ from onnx_sise.model.preparation.subgraphs import set_metadata
 from onnx_sise.model.session import VARIANT_KEY
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# Leading convolutions int8 keeps in float (bench_int8.py: the stem and first blocks of
+# Lite0 are the layers whose quantisation breaks the map; RESULTS.md "int8 that keeps the map").
+DEFAULT_FLOAT_LAYERS = 7
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -84,14 +90,18 @@ def calibration_batches(explainer: Explainer, photos: Sequence[ImageLike], masks
 
 
 def write_scoring_variant(sise_path: str | os.PathLike[str], out_path: str | os.PathLike[str], precision: str,
-                          calibration: Iterable[np.ndarray] = ()) -> Path:
+                          calibration: Iterable[np.ndarray] = (), float_layers: int = DEFAULT_FLOAT_LAYERS) -> Path:
     """Write the scoring sub-graph of `sise_path` in `precision` ("fp32", "fp16" or "int8") to
     `out_path`. int8 needs `calibration`: batches (B, C, H, W) of masked model inputs like
-    those it will score (e.g. real photos times SISE masks)."""
+    those it will score (e.g. real photos times SISE masks), and keeps the first
+    `float_layers` convolutions (and the head) in float32."""
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if isinstance(float_layers, bool) or not isinstance(float_layers, int) or not 0 <= float_layers <= 10_000:
+        raise ExportError(f"float_layers must be a whole number of convolutions from 0, got {float_layers!r}")
     sise_path = Path(sise_path)
     scoring, info = _scoring_graph(sise_path)
+    kept: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         if precision == "fp32":
             variant = scoring
@@ -100,25 +110,29 @@ def write_scoring_variant(sise_path: str | os.PathLike[str], out_path: str | os.
 
             variant = convert_float_to_float16(scoring, keep_io_types=True)
         else:
-            variant = _quantized(scoring, info, list(calibration), Path(tmp))
+            variant, kept = _quantized(scoring, info.graph.masked_batch, list(calibration), Path(tmp), float_layers)
     digest = hashlib.sha256(sise_path.read_bytes()).hexdigest()
     set_metadata(variant, VARIANT_KEY, json.dumps({"precision": precision, "parent_sha256": digest,
                                                    "masked_batch": info.graph.masked_batch,
                                                    "batch_scores": info.graph.batch_scores,
-                                                   "num_classes": info.num_classes}))
+                                                   "num_classes": info.num_classes,
+                                                   **({"float_nodes": kept} if precision == "int8" else {})}))
     out = Path(out_path)
     write_atomically(out, variant.SerializeToString())
     return out
 
 
-def _quantized(scoring: onnx.ModelProto, info: ModelInfo, calibration: list[np.ndarray],
-               workdir: Path) -> onnx.ModelProto:
+def _quantized(scoring: onnx.ModelProto, input_name: str, calibration: list[np.ndarray], workdir: Path,
+               float_layers: int, keep_activations: bool = False) -> tuple[onnx.ModelProto, list[str]]:
+    """`scoring` with QDQ int8 static quantisation, BatchNorm folded first, the head and the
+    first `float_layers` convolutions left in float; and the names of those float nodes.
+    keep_activations keeps Relu/Clip nodes that onnxruntime would fold into the
+    quantisation ranges (so that a Q/DQ pair can be taken out exactly: `layer_sensitivity`)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not calibration:
         raise ExportError("int8 needs calibration batches of masked inputs")
-    name = info.graph.masked_batch
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -126,16 +140,25 @@ def _quantized(scoring: onnx.ModelProto, info: ModelInfo, calibration: list[np.n
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.items, None)
-            return None if batch is None else {name: np.ascontiguousarray(batch, dtype=np.float32)}
+            return None if batch is None else {input_name: np.ascontiguousarray(batch, dtype=np.float32)}
 
     source, folded, target = workdir / "fp32.onnx", workdir / "folded.onnx", workdir / "int8.onnx"
     onnx.save(scoring, str(source))
     quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)
     graph = onnx.load(str(folded)).graph
+    kept = _leading_nodes(graph, float_layers) + _head_nodes(graph)
     quantize_static(str(folded), str(target), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=_head_nodes(graph))
-    return onnx.load(str(target))
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=kept,
+                    extra_options={"QDQKeepRemovableActivations": keep_activations})
+    return onnx.load(str(target)), kept
+
+
+def _leading_nodes(graph: onnx.GraphProto, convolutions: int) -> list[str]:
+    """Names of the nodes before the (convolutions + 1)-th Conv (nodes are in topological
+    order): the first `convolutions` convolutions and what runs between them."""
+    convs = [i for i, n in enumerate(graph.node) if n.op_type == "Conv"]
+    end = convs[convolutions] if convolutions < len(convs) else len(graph.node)
+    return [n.name for n in graph.node[:end]]
 
 
 def _head_nodes(graph: onnx.GraphProto) -> list[str]:
