@@ -35,7 +35,7 @@ from onnx_sise.model.session import VARIANT_KEY
 PRECISIONS = ("fp32", "fp16", "int8")
 # Leading convolutions int8 keeps in float (bench_int8.py: the stem and first blocks of
 # Lite0 are the layers whose quantisation breaks the map; RESULTS.md "int8 that keeps the map").
-DEFAULT_FLOAT_LAYERS = 7
+DEFAULT_FLOAT_LAYERS = 12
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -168,3 +168,95 @@ def _head_nodes(graph: onnx.GraphProto) -> list[str]:
     heads = [i for i, n in enumerate(graph.node) if n.op_type in ("Gemm", "MatMul")]
     start = heads[-1] if heads else len(graph.node)
     return [n.name for n in graph.node[start:]]
+
+
+def layer_sensitivity(scoring: onnx.ModelProto, calibration: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+    """Per convolution of the scoring graph `scoring` (input: a masked batch, output: scores
+    (B, classes)), the error of the scores when that convolution alone runs in int8 (its
+    input activation uint8 per tensor, its weights int8 per channel, ranges from
+    `calibration`) and everything else in float: the RMS of the score difference over the
+    std across the batch of the float scores, for each batch's highest-scoring class, the
+    worst over the batches. The map of SISE eq. 12 is a score-weighted mean of masks, so what
+    int8 must keep is the differences of the scores across the masks. Sorted, most sensitive first."""
+    import onnxruntime as ort
+
+    batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration]
+    input_name = scoring.graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        quantized, _ = _quantized(scoring, input_name, batches, Path(tmp), 0, keep_activations=True)
+        folded = onnx.load(str(Path(tmp) / "folded.onnx"))
+
+    def scores(model: onnx.ModelProto) -> list[np.ndarray]:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return [session.run(None, {input_name: b})[0] for b in batches]
+
+    reference = scores(folded)
+    tops = [int(np.argmax(r.mean(axis=0))) for r in reference]
+    pairs = _activation_quantizers(quantized)
+    out = []
+    for node in quantized.graph.node:
+        if node.op_type != "Conv" or node.input[0] not in {dq.output[0] for _, dqs in pairs.values() for dq in dqs}:
+            continue
+        source = next(t for t, (_, dqs) in pairs.items() if node.input[0] in {dq.output[0] for dq in dqs})
+        alone = _float_weights(_keep_quantized(quantized, {source}), folded, keep={node.name})
+        errors = [float(np.sqrt(np.mean((got[:, c] - ref[:, c]) ** 2)) / max(float(ref[:, c].std()), 1e-12))
+                  for got, ref, c in zip(scores(alone), reference, tops)]
+        out.append((node.name, max(errors)))
+    return sorted(out, key=lambda item: -item[1])
+
+
+def _activation_quantizers(model: onnx.ModelProto) -> dict[str, tuple[onnx.NodeProto, list[onnx.NodeProto]]]:
+    """Each quantised activation tensor (not an initializer): its QuantizeLinear and DequantizeLinear nodes."""
+    constants = {t.name for t in model.graph.initializer}
+    quantizers = {n.output[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in constants}
+    out: dict[str, tuple[onnx.NodeProto, list[onnx.NodeProto]]] = {q.input[0]: (q, []) for q in quantizers.values()}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in quantizers:
+            out[quantizers[n.input[0]].input[0]][1].append(n)
+    return out
+
+
+def _keep_quantized(model: onnx.ModelProto, tensors: set[str]) -> onnx.ModelProto:
+    """A copy of the QDQ `model` where only the activations `tensors` keep their Q/DQ pair;
+    the consumers of the others read the float tensor."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    rename: dict[str, str] = {}
+    dropped: set[str] = set()
+    for tensor, (q, dqs) in _activation_quantizers(copy).items():
+        if tensor not in tensors:
+            dropped.update(n.output[0] for n in (q, *dqs))
+            rename.update({dq.output[0]: tensor for dq in dqs})
+    nodes = [n for n in copy.graph.node if n.output[0] not in dropped]
+    for n in nodes:
+        n.input[:] = [rename.get(x, x) for x in n.input]
+    for o in copy.graph.output:
+        o.name = rename.get(o.name, o.name)
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    return copy
+
+
+def _float_weights(model: onnx.ModelProto, folded: onnx.ModelProto, keep: set[str]) -> onnx.ModelProto:
+    """A copy of the QDQ `model` whose convolutions other than `keep` read their float
+    weights and biases (those of `folded`, the float graph it was quantised from)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    float_nodes = {n.name: n for n in folded.graph.node}
+    float_constants = {t.name: t for t in folded.graph.initializer}
+    constants = {t.name for t in copy.graph.initializer}
+    dequantized = {n.output[0] for n in copy.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in constants}
+    restored: set[str] = set()
+    for n in copy.graph.node:
+        if n.op_type == "Conv" and n.name in float_nodes and n.name not in keep:
+            for i in range(1, len(n.input)):
+                if n.input[i] in dequantized:
+                    n.input[i] = float_nodes[n.name].input[i]
+                    restored.add(n.input[i])
+    used = {x for n in copy.graph.node for x in n.input}
+    nodes = [n for n in copy.graph.node if not (n.output[0] in dequantized and (n.output[0] in restored
+                                                                               or n.output[0] not in used))]
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    copy.graph.initializer.extend(float_constants[name] for name in sorted(restored - constants))
+    return copy
