@@ -8,7 +8,8 @@ the speed of the masked passes against float32.
 
 The calibration photos should not be in the photo set. Per variant: the worst and median
 over the photos of the lowest r of the four maps (SISE/Ada-SISE x hard/soft), and the
-masked passes per second and SISE seconds against float32 (runs taking turns, medians).
+masked passes per second and SISE seconds (top class of the first calibration photo)
+against float32 (runs taking turns, medians).
 --resnet50 adds the speed of a random-weight ResNet-50 (export_zoo, speed only).
 Prints the machine and appends the table and the command to benchmarks/RESULTS.md.
 """
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", type=Path, default=None, help="photo set folder (photo_set.py)")
     parser.add_argument("--calibrate", type=Path, nargs="+", required=True, help="calibration photos, not in the set")
     parser.add_argument("--float-layers", default="0,12", help="comma-separated float_layers of the variants")
-    parser.add_argument("--photos", type=int, default=34, help="first N photos of the set")
+    parser.add_argument("--photos", type=int, default=34, help="first N photos of the set (0: speed only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
     parser.add_argument("--resnet50", action="store_true", help="also the speed on a random-weight ResNet-50")
@@ -116,22 +117,23 @@ def main(argv: list[str] | None = None) -> int:
                 worst[name].append(min(rs))
                 line.append(f"{name}: " + " ".join(f"{r:.3f}" for r in rs))
             print(photo.path.name, " | ".join(line), flush=True)
-        batch = masked_batch(fp32, photos[0].path, fp32.batch.shape[0])
+        timed = args.calibrate[0]  # --photos 0: speed only
+        batch = masked_batch(fp32, timed, fp32.batch.shape[0])
         speed = passes_per_second(explainers, batch, args.rounds)
-        seconds = sise_seconds(explainers, photos[0].path, photos[0].target, max(1, args.rounds // 2))
+        seconds = sise_seconds(explainers, timed, None, max(1, args.rounds // 2))
         resnet = {}
         if args.resnet50:
             path = Path(tmp) / "resnet50.sise.onnx"
             export_zoo("resnet50", str(path))
             plain = onnx_sise.Explainer(path, threads=args.threads)
             big = variants(path, calibration_batches(plain, args.calibrate[:2]), float_layers, Path(tmp), args.threads)
-            resnet = passes_per_second(big, masked_batch(plain, photos[0].path, plain.batch.shape[0]), args.rounds)
+            resnet = passes_per_second(big, masked_batch(plain, timed, plain.batch.shape[0]), args.rounds)
     rows = ["| scoring graph | worst r | median r | photos under 0.95 | passes/s | x fp32 | SISE s | ResNet-50 passes/s "
             "| x fp32 |", "|---|---|---|---|---|---|---|---|---|"]
     for name in explainers:
         rs = worst.get(name)
         quality = (f"{min(rs):.3f} | {statistics.median(rs):.3f} | {sum(r < 0.95 for r in rs)}/{len(rs)}"
-                   if rs else "1 | 1 | -")
+                   if rs else ("1 | 1 | 0" if name == "fp32" else "- | - | -"))
         big = (f"{resnet[name]:.1f} | {resnet[name] / resnet['fp32']:.2f}" if resnet else "- | -")
         rows.append(f"| {name} | {quality} | {speed[name]:.1f} | {speed[name] / speed['fp32']:.2f} "
                     f"| {seconds[name]:.2f} | {big} |")
