@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 line.append(f"{name}: " + " ".join(f"{r:.3f}" for r in rs))
             print(photo.path.name, " | ".join(line), flush=True)
         timed = args.calibrate[0]  # --photos 0: speed only
-        batch = masked_batch(fp32, timed, fp32.batch.shape[0])
+        batch = masked_batch(fp32, timed, fp32.batch_size)
         speed = passes_per_second(explainers, batch, args.rounds)
         seconds = sise_seconds(explainers, timed, None, max(1, args.rounds // 2))
         resnet = {}
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             export_zoo("resnet50", str(path))
             plain = onnx_sise.Explainer(path, threads=args.threads)
             big = variants(path, calibration_batches(plain, args.calibrate[:2]), float_layers, Path(tmp), args.threads)
-            resnet = passes_per_second(big, masked_batch(plain, timed, plain.batch.shape[0]), args.rounds)
+            resnet = passes_per_second(big, masked_batch(plain, timed, plain.batch_size), args.rounds)
     rows = ["| scoring graph | worst r | median r | photos under 0.95 | passes/s | x fp32 | SISE s | ResNet-50 passes/s "
             "| x fp32 |", "|---|---|---|---|---|---|---|---|---|"]
     for name in explainers:
