@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "to set the int8 ranges (default: none; int8 needs some)")
     variant.add_argument("--float-layers", type=int, default=None, metavar="N",
                          help="int8: keep the first N convolutions in float, the layers whose int8 breaks the map "
-                              "(default: the export package's DEFAULT_FLOAT_LAYERS, 12; see benchmarks/bench_int8.py)")
+                              "(default: onnx_sise_export.DEFAULT_FLOAT_LAYERS; see benchmarks/bench_int8.py)")
     variant.add_argument("-o", "--output", type=Path, required=True, help="path of the variant to write")
     return parser
 
