@@ -7,13 +7,13 @@ from onnx_sise.model.info import ModelInfo
 
 from .pipeline import ALPHA_TOLERANCE, GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE, export_explainable
 from .taps import TapSite, find_taps
-from .variants import PRECISIONS, calibration_batches, write_scoring_variant
+from .variants import DEFAULT_FLOAT_LAYERS, PRECISIONS, calibration_batches, layer_sensitivity, write_scoring_variant
 from .zoo import ZOO, build_zoo_model, imagenet_labels
 
 __all__ = [
     "ALPHA_TOLERANCE", "GRADIENT_L2_TOLERANCE", "SCORE_TOLERANCE", "ZOO", "TapSite", "build_zoo_model", "calibration_batches",
-    "export_explainable",
-    "export_zoo", "find_taps", "imagenet_labels", "PRECISIONS", "write_scoring_variant",
+    "DEFAULT_FLOAT_LAYERS", "export_explainable",
+    "export_zoo", "find_taps", "imagenet_labels", "layer_sensitivity", "PRECISIONS", "write_scoring_variant",
 ]
 
 

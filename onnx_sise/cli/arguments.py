@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     variant.add_argument("--calibrate", type=Path, nargs="+", default=[],
                          help="int8: photos like the ones you will explain, each scored under 8 random coarse masks "
                               "to set the int8 ranges (default: none; int8 needs some)")
+    variant.add_argument("--float-layers", type=int, default=None, metavar="N",
+                         help="int8: keep the first N convolutions in float, the layers whose int8 breaks the map "
+                              "(default: onnx_sise_export.DEFAULT_FLOAT_LAYERS; see benchmarks/bench_int8.py)")
     variant.add_argument("-o", "--output", type=Path, required=True, help="path of the variant to write")
     add_serve(commands)
     return parser

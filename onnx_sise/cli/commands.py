@@ -267,7 +267,9 @@ def run_variant(args: argparse.Namespace) -> None:
     if args.precision == "int8" and not args.calibrate:
         raise SiseError("int8 needs --calibrate with a few photos like the ones you will explain")
     refuse_output_over_inputs(args.output, [*model_files_of(args.model), *args.calibrate])
-    write_variant(args.model, args.output, args.precision, args.calibrate)
+    if args.float_layers is not None and (args.precision != "int8" or args.float_layers < 0):
+        raise SiseError("--float-layers is a whole number of convolutions from 0, and only for --precision int8")
+    write_variant(args.model, args.output, args.precision, args.calibrate, args.float_layers)
     say(f"wrote {args.output}: {args.precision} masked-pass graph of {args.model}; use it with "
           f"`explain --scoring-model {args.output}` (check its maps against float32 on your photos)")
 

@@ -266,6 +266,9 @@ def test_int8_variant_from_the_shell_explains_the_cup(lite0_path: Path, photos: 
     refused = run_cli_with_export("variant", lite0_path, "--precision", "int8", "-o", variant)
     _assert_refused(refused, "int8 needs --calibrate", out_dir)
     assert not variant.exists()
+    refused = run_cli_with_export("variant", lite0_path, "--precision", "fp16", "--float-layers", "3", "-o", variant)
+    _assert_refused(refused, "--float-layers is a whole number", out_dir)
+    assert not variant.exists()
     done = run_cli_with_export("variant", lite0_path, "--precision", "int8", "-o", variant,
                                "--calibrate", photos / "camera.png", photos / "motorcycle_right.png")
     assert done.returncode == 0, done.stderr
