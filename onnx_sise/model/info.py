@@ -83,6 +83,8 @@ class GraphNames:
     masked_batch: str = "masked_batch"
     batch_scores: str = "batch_scores"
     gradient_switch: str = "gradient/enabled"
+    gradient_by_rank: str = "gradient/by_rank"
+    gradient_from_tap: str = "gradient/from_tap"
     mask_switch: str = "mask/enabled"
     mask_image: str = "mask/image"
     mask_baseline: str = "mask/baseline"
