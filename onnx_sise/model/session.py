@@ -109,7 +109,8 @@ class ExplainableModel:
         self._gradient_switch = {switch: np.array(True)} if switch in feeds else {}
         # Files since the staged gradient graph (preparation/staging.py) take from_tap, by_rank
         # and rows of class weights; older ones run every tap's gradient for one row.
-        self.staged = self.info.graph.gradient_from_tap in feeds and self.info.graph.gradient_by_rank in feeds
+        staged = self.info.staged_gradient
+        self.staged = staged is not None and staged.from_tap in feeds and staged.by_rank in feeds
         # The gradient call feeds the scoring graph an empty batch (it runs on every call,
         # asked or not); None until a call shows whether the graph takes one.
         self._empty_batch: bool | None = None
@@ -192,8 +193,10 @@ class ExplainableModel:
             return self._gradients_one_row_at_a_time(image, target_weights, logit_weights, from_tap, by_rank)
         names = self.info.graph
         wanted = taps[from_tap:]
+        staged = self.info.staged_gradient
+        assert staged is not None
         feeds = {names.image: image[None], names.target_weights: target_weights, **self._gradient_switch,
-                 names.gradient_from_tap: np.array(from_tap, np.int64), names.gradient_by_rank: np.array(by_rank)}
+                 staged.from_tap: np.array(from_tap, np.int64), staged.by_rank: np.array(by_rank)}
         if logit_weights is not None:
             feeds[names.logit_weights] = logit_weights
         outputs = self._gradient_run([names.logits, names.scores, *(t.activation_output for t in wanted),
@@ -266,8 +269,8 @@ class ExplainableModel:
         zeros = np.zeros((1, self.info.num_classes), np.float32)
         feeds = {names.image: image[None], names.target_weights: zeros, names.logit_weights: zeros,
                  **self._gradient_switch}
-        if self.staged:
-            feeds[names.gradient_from_tap] = np.array(len(self.info.taps), np.int64)
+        if self.staged and self.info.staged_gradient is not None:
+            feeds[self.info.staged_gradient.from_tap] = np.array(len(self.info.taps), np.int64)
         outputs = self._gradient_run([names.logits, *(t.activation_output for t in self.info.taps)], feeds)
         expect_shape(outputs[0], (1, self.info.num_classes), names.logits, self.source)
         for tap, activations in zip(self.info.taps, outputs[1:]):

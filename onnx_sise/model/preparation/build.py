@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 
 from onnx_sise.errors import ExportError
 from onnx_sise.files.writing import write_atomically
-from onnx_sise.model.info import METADATA_KEY, OUTPUT_KINDS, GraphNames, InputSpec, ModelInfo, Tap
+from onnx_sise.model.info import METADATA_KEY, OUTPUT_KINDS, GraphNames, InputSpec, ModelInfo, StagedGradient, Tap
 
 from . import compose
 from .check import verify
@@ -104,7 +104,7 @@ def explainable_model(model: onnx.ModelProto, *, model_name: str, overrides: Inp
     if labels and len(labels) != num_classes:
         raise ExportError(f"{len(labels)} labels for a model with {num_classes} classes")
     found = _named_taps(plain, taps) if taps else find_taps(plain, value.name)
-    names = GraphNames()
+    names, staged = GraphNames(), StagedGradient()
     info_taps = _describe(found, plain, spec)
     log.info("taps: %s", ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info_taps))
 
@@ -112,7 +112,7 @@ def explainable_model(model: onnx.ModelProto, *, model_name: str, overrides: Inp
     shape = image_shape(spec)
     joined = attach_graph(scoring_graph(model, plain, value.name, kind, shape, names), gradient.model, "gradient", [
         (names.image, shape), (names.target_weights, (1, num_classes)), (names.logit_weights, (1, num_classes)),
-        (names.gradient_by_rank, ()), (names.gradient_from_tap, ()),
+        (staged.by_rank, ()), (staged.from_tap, ()),
     ], [names.logits, names.scores, *[t.activation_output for t in info_taps],
         *[t.gradient_output for t in info_taps]], names.gradient_switch,
         branch_weights={w for n in gradient.forward.nodes if n.op_type == "Conv" for w in n.input[1:]})
@@ -123,7 +123,7 @@ def explainable_model(model: onnx.ModelProto, *, model_name: str, overrides: Inp
             (names.mask_noise, shape), (names.mask_target_weights, (1, num_classes))],
             [names.mask_scores, names.mask_gradients], names.mask_switch)
     info = ModelInfo(model_name=model_name, input=spec, output_kind=kind, num_classes=num_classes,
-                     taps=tuple(info_taps), labels=tuple(labels))
+                     taps=tuple(info_taps), labels=tuple(labels), staged_gradient=staged)
     report = verify(joined, model, value.name, info, gradient, [t.tensor for t in found], example, check)
     info = replace(info, verification=report)
     set_metadata(joined, METADATA_KEY, info.to_json())

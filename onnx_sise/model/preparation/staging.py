@@ -166,7 +166,7 @@ class _Plan:
         of taps `tap`, `tap` - 1, ..., 0 (empty (0, 1, C, H, W) where it is off);
         `stacked`: the stacked (R, ...) names of the deeper levels' per-row tensors."""
         name = self.name
-        nodes = [_renamed(n, self.again, f"again/{n.name}") for i, n in enumerate(self.forward)
+        nodes = [_renamed(n, self.again, f"{name.prefix}again/{i}/{n.name}") for i, n in enumerate(self.forward)
                  if self.again_level.get(i) == tap]
         nodes += [_renamed(n, self.again) for n, x, row in zip(self.backward, self.level_of, self.per_row)
                   if x == tap and not row]
