@@ -20,7 +20,8 @@ shared machine falls on all of them alike):
 3. Several targets: Grad-CAM of the top 5 classes in one call against 5 calls, and the
    gradients at every tap (SISE's call) of 3 classes in one call against 3.
 4. Captum's LayerGradCam (0.9.0, when importable) on the eager torch model at the same tap
-   (torch with the same thread count): seconds and Pearson r of its map with ours.
+   (torch with the same thread count, then both on one thread), in blocks of runs taking
+   turns with ours: seconds and Pearson r of its map with ours.
 Appends the tables to benchmarks/RESULTS.md.
 """
 
@@ -46,6 +47,7 @@ from onnx_sise.model.session import ExplainableModel
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from bench_levers import interleaved  # noqa: E402
 from bench_preparation import machine, pearson  # noqa: E402
 
 PHOTO = Path(skimage.__file__).parent / "data" / "coffee.png"
@@ -54,17 +56,11 @@ PHOTO = Path(skimage.__file__).parent / "data" / "coffee.png"
 TORCH_TAPS = {"efficientnet-lite0": "_avg_pooling", "resnet50": "avgpool"}
 
 
-def interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def warmed_interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median seconds of each call, the calls taking turns, after one warm-up each."""
     for call in calls.values():
         call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return interleaved(calls, repeats)
 
 
 def in_blocks(calls: dict[str, Callable[[], object]], repeats: int, rounds: int = 3) -> dict[str, float]:
@@ -162,14 +158,20 @@ def measure(name: str, path: Path, repeats: int, threads: int, lines: list[str])
         "3 targets every tap, one call": lambda: model.gradients(x, top3),
         "3 targets every tap, three calls": lambda: [model.gradients(x, row[None]) for row in top3],
     }
-    t = interleaved(calls, repeats)
+    t = warmed_interleaved(calls, repeats)
     deep_map = ours.block_maps[info.taps[-1].name]
-    t["to_photo"] = interleaved({"to_photo": lambda: to_photo(deep_map, (224, 224))}, repeats)["to_photo"]
+    t["to_photo"] = warmed_interleaved({"to_photo": lambda: to_photo(deep_map, (224, 224))}, repeats)["to_photo"]
     t["to_photo after a run"] = to_photo_after_a_run(model, x, deep_map, repeats)
     captum = captum_gradcam(name, threads)
     if captum is not None:
         blocks = in_blocks({"Captum": lambda: captum[0](x, target), "E": calls["E"]}, repeats)
         t["Captum"], t["E blocks"] = blocks["Captum"], blocks["E"]
+        single = onnx_sise.Explainer(path, threads=1)
+        alone = captum_gradcam(name, 1)
+        assert alone is not None
+        blocks = in_blocks({"Captum": lambda: alone[0](x, target),
+                            "E": lambda: single.explain(x, target, method="gradcam")}, repeats)
+        t["Captum 1"], t["E 1"] = blocks["Captum"], blocks["E"]
     backward = t["G_deep"] - t["G_none"]
     ratio = t["E"] / (t["F"] + backward)
     row = (f"| {name} | {t['F']:.4f} | {t['G_none']:.4f} | {t['G_deep']:.4f} | {backward:.4f} | {t['G_all']:.4f} | "
@@ -193,7 +195,9 @@ def measure(name: str, path: Path, repeats: int, threads: int, lines: list[str])
         r = pearson(captum[0](x, target), ours.block_maps[info.taps[-1].name])
         lines += ["", f"Captum {captum[1]} LayerGradCam at the same tap (eager torch, {threads} threads), in blocks "
                       f"of runs taking turns with ours (E again): Captum {t['Captum']:.4f} s, E {t['E blocks']:.4f} s, "
-                      f"E / Captum = **{t['E blocks'] / t['Captum']:.2f}**; map r = {r:.4f}."]
+                      f"E / Captum = **{t['E blocks'] / t['Captum']:.2f}**; on one thread each (torch's per-op "
+                      f"thread team waits longest on a busy machine): Captum {t['Captum 1']:.4f} s, E {t['E 1']:.4f} s, "
+                      f"E / Captum = **{t['E 1'] / t['Captum 1']:.2f}**; map r = {r:.4f}."]
     else:
         lines += ["", "Captum is not installed here: no LayerGradCam row."]
     print("\n".join(lines[-12:]), flush=True)
