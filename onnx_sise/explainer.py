@@ -28,6 +28,7 @@ from .images.decode import MAX_PIXELS
 from .images.model_input import model_input
 from .images.sources import ImageSource
 from .methods import METHODS, Context, checked
+from .methods.context import SCORE, GradientNeed
 from .methods.options import DEFAULT_RESIZE, PRECISION, RESIZE
 from .methods.sise.io_binding import IoBindingPipeline
 from .model.cache import Prepared, prepared_model
@@ -35,7 +36,7 @@ from .model.info import ModelInfo
 from .model.openvino import DEFAULT_PRECISION
 from .model.openvino import DEVICES as OPENVINO_DEVICES
 from .model.runtime import copied_session_options, providers_of
-from .model.session import ExplainableModel
+from .model.session import ExplainableModel, GradientCall
 from .progress import ProgressBar, no_progress
 
 ImageLike = ImageSource
@@ -229,15 +230,21 @@ class Explainer:
         records = checked(method, options)
         started = time.perf_counter()
         x, photo_size = self.preprocess(image)
-        scores = self.model.scores(x)
-        if not np.isfinite(scores).all():
-            raise ModelError(f"the model returned NaN or infinite scores for this input ({self.model.source})")
-        chosen = self._choose_targets(scores, targets, top_k)
+        need = METHODS[method].gradients(records, self.info) if METHODS[method].gradients is not None else None
+        call = None
+        if need is None:
+            scores = self.model.scores(x)
+            self._check_scores(scores)
+            chosen = self._choose_targets(scores, targets, top_k)
+        else:  # the method's own gradient call gives the scores: no forward pass of ours
+            scores, chosen, call = self._first_call(x, targets, top_k, need)
         bar = ProgressBar(None, f"{method} {','.join(map(str, chosen))}") if progress else None
         ctx = Context(model=self.model, image=x, targets=chosen,
                       batch=np.empty((self.batch_size, *x.shape), dtype=np.float32),
                       progress=bar if bar is not None else no_progress, prefetch=self.prefetch, cancellation=stop,
                       io_binding=self._io_binding(x) if self.io_binding and METHODS[method].io_binding else None)
+        if call is not None:
+            ctx.remember(chosen, need.objective, need.from_tap, call)
         try:
             results = METHODS[method].explain(ctx, *records)
         finally:
@@ -258,15 +265,46 @@ class Explainer:
         largest = max(t.height * t.width for t in self.info.taps)
         return IoBindingPipeline(self.model, x, self.batch_size, largest, fixed_batch=self.fixed_batch)
 
-    def _choose_targets(self, scores: np.ndarray, targets: Sequence[int] | None, top_k: int | None) -> list[int]:
-        if targets is not None and top_k is not None:
-            raise TargetError("give targets or top_k, not both")
+    def _check_scores(self, scores: np.ndarray) -> None:
+        if not np.isfinite(scores).all():
+            raise ModelError(f"the model returned NaN or infinite scores for this input ({self.model.source})")
+
+    def _first_call(self, x: np.ndarray, targets: Sequence[int] | None, top_k: int | None,
+                    need: GradientNeed) -> tuple[np.ndarray, list[int], GradientCall]:
+        """The method's gradient call made first, for the given targets or (weights over
+        ranks) the top classes: the scores, the targets and the call."""
+        classes = self.info.num_classes
+        if targets is not None:
+            chosen = self._choose_targets(None, targets, top_k)
+            rows = np.zeros((len(chosen), classes), np.float32)
+            rows[np.arange(len(chosen)), chosen] = 1.0
+        else:
+            k = self._top_k(top_k)
+            rows = np.zeros((k, classes), np.float32)
+            rows[np.arange(k), np.arange(k)] = 1.0
+        zeros = np.zeros((1, classes), np.float32)
+        weights = (rows, zeros) if need.objective == SCORE else (zeros, rows)
+        call = self.model.gradients(x, *weights, from_tap=need.from_tap, by_rank=targets is None)
+        self._check_scores(call.scores)
+        if targets is None:
+            chosen = [int(c) for c in np.argsort(-call.scores, kind="stable")[:rows.shape[0]]]
+        return call.scores, chosen, call
+
+    def _top_k(self, top_k: int | None) -> int:
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)):
             raise OptionError(f"top_k must be an integer, got {top_k!r}")
+        k = 1 if top_k is None else int(top_k)
+        if not 1 <= k <= self.info.num_classes:
+            raise TargetError(f"top_k must be between 1 and {self.info.num_classes}, got {k}")
+        return k
+
+    def _choose_targets(self, scores: np.ndarray | None, targets: Sequence[int] | None,
+                        top_k: int | None) -> list[int]:
+        if targets is not None and top_k is not None:
+            raise TargetError("give targets or top_k, not both")
         if targets is None:
-            k = 1 if top_k is None else int(top_k)
-            if not 1 <= k <= self.info.num_classes:
-                raise TargetError(f"top_k must be between 1 and {self.info.num_classes}, got {k}")
+            k = self._top_k(top_k)
+            assert scores is not None
             return [int(c) for c in np.argsort(-scores, kind="stable")[:k]]
         if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
             raise OptionError(f"targets must be a list of class ids, got {targets!r}")

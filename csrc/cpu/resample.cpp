@@ -5,6 +5,10 @@
 
 namespace sise::cpu {
 
+namespace {
+constexpr int64_t kParallelOutputs = int64_t{1} << 18;  // outputs below which one thread resizes
+}  // namespace
+
 void upsample_bilinear(const float* src, MapStack in, float* dst, int32_t out_h, int32_t out_w) {
   std::vector<LinearTap> rows(out_h);
   std::vector<LinearTap> cols(out_w);
@@ -12,12 +16,14 @@ void upsample_bilinear(const float* src, MapStack in, float* dst, int32_t out_h,
   for (int32_t x = 0; x < out_w; ++x) cols[x] = half_pixel_tap(x, in.width, out_w);
   const int64_t in_plane = static_cast<int64_t>(in.height) * in.width;
   const int64_t out_plane = static_cast<int64_t>(out_h) * out_w;
-#pragma omp parallel for schedule(static)
+  // One row of one map per iteration; small work (a map resized to a photo) stays on this
+  // thread: waking the team costs more than it saves on a busy machine (docs/design.md section 10).
+#pragma omp parallel for collapse(2) schedule(static) if(in.count * out_plane >= kParallelOutputs)
   for (int64_t n = 0; n < in.count; ++n) {
-    const float* plane = src + n * in_plane;
-    float* out = dst + n * out_plane;
     for (int32_t y = 0; y < out_h; ++y) {
-      for (int32_t x = 0; x < out_w; ++x) out[y * out_w + x] = bilinear_at(plane, in.width, rows[y], cols[x]);
+      const float* plane = src + n * in_plane;
+      float* out = dst + n * out_plane + static_cast<int64_t>(y) * out_w;
+      for (int32_t x = 0; x < out_w; ++x) out[x] = bilinear_at(plane, in.width, rows[y], cols[x]);
     }
   }
 }

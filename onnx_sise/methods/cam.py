@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import OptionError
-from .context import Context
+from ..model.info import ModelInfo
+from .context import LOGIT, Context, GradientNeed
 from .options import layer_option
 from .registry import Method, register
 from .result import MethodResult
@@ -121,11 +122,14 @@ def class_activation_map(activations: np.ndarray, gradients: np.ndarray, method:
 
 
 def explain_cam(ctx: Context, method: str, layer: str | None = None) -> list[MethodResult]:
+    """One gradient call for every target, the backward from y down to the chosen tap only."""
     taps = ctx.model.info.taps
     index = tap_index(ctx, layer)
+    targets = ctx.targets[:1] if method in CLASS_AGNOSTIC else ctx.targets
+    features = ctx.features(targets, LOGIT, index)
     results = []
-    for target in ctx.targets:
-        feat = ctx.logit_features(ctx.targets[0] if method in CLASS_AGNOSTIC else target)[index]
+    for t in range(len(ctx.targets)):
+        feat = features[0 if method in CLASS_AGNOSTIC else t][index]
         cam = class_activation_map(feat.activations, feat.gradients, method)
         results.append(MethodResult(saliency=cam, block_maps={taps[index].name: cam},
                                     details={"layer": taps[index].name}))
@@ -134,7 +138,12 @@ def explain_cam(ctx: Context, method: str, layer: str | None = None) -> list[Met
 
 def tap_index(ctx: Context, layer: str | None) -> int:
     """Index of tap `layer` (its name, e.g. "block4"); None means the deepest."""
-    names = [t.name for t in ctx.model.info.taps]
+    return tap_position(ctx.model.info, layer)
+
+
+def tap_position(info: ModelInfo, layer: str | None) -> int:
+    """Index of tap `layer` of the model described by `info`; None means the deepest."""
+    names = [t.name for t in info.taps]
     if layer is None:
         return len(names) - 1
     if layer not in names:
@@ -142,12 +151,17 @@ def tap_index(ctx: Context, layer: str | None) -> int:
     return names.index(layer)
 
 
+def one_tap(records: tuple[CamOptions], info: ModelInfo) -> GradientNeed:
+    """The gradients of y at the chosen tap alone."""
+    return GradientNeed(LOGIT, tap_position(info, records[0].layer))
+
+
 def cam_method(name: str, summary: str, paper: str) -> Method:
     """The CAM method `name` (one of CAM_METHODS) as a registry entry."""
     def explain(ctx: Context, options: CamOptions) -> list[MethodResult]:
         return explain_cam(ctx, name, options.layer)
 
-    return Method(name, explain, (CamOptions,), summary, paper)
+    return Method(name, explain, (CamOptions,), summary, paper, gradients=one_tap)
 
 
 AOP = "AOP/SIGCAM, AAAI 2021, eq. 1-4"

@@ -13,7 +13,8 @@ import numpy as np
 from .. import kernels
 from ..cancel import NEVER, Cancellation
 from ..model.head import head_of
-from ..model.session import BlockFeatures, ExplainableModel
+from ..model.info import ModelInfo
+from ..model.session import BlockFeatures, ExplainableModel, GradientCall
 from ..progress import Progress, no_progress
 
 if TYPE_CHECKING:
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
 
 Payload = TypeVar("Payload")
 SCORE, LOGIT = "score", "logit"  # what a gradient call differentiates: Psi or y
+
+
+@dataclass(frozen=True)
+class GradientNeed:
+    """What a method's gradient call differentiates (SCORE or LOGIT) and down to which tap."""
+
+    objective: str
+    from_tap: int
+
+
+def every_tap(records: tuple[object, ...], info: ModelInfo) -> GradientNeed:
+    """The gradients of Psi at every tap (SISE eq. 6)."""
+    return GradientNeed(SCORE, 0)
 
 
 @dataclass
@@ -43,31 +57,42 @@ class Context:
     head_passes: int = 0
     io_binding: IoBindingPipeline | None = None
     cancellation: Cancellation = NEVER
-    _cache: dict[tuple[int, str], list[BlockFeatures]] = field(default_factory=dict)
+    _cache: dict[tuple[int, str], tuple[int, list[BlockFeatures | None]]] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
         return self.model.info.input.height, self.model.info.input.width
 
-    def score_features(self, target: int) -> list[BlockFeatures]:
-        """Block activations and gradients of Psi_target (the confidence: SISE, Score-CAM)."""
-        return self._features(target, SCORE)
+    def score_features(self, target: int, from_tap: int = 0) -> list[BlockFeatures | None]:
+        """Block activations and gradients of Psi_target (the confidence: SISE, Score-CAM),
+        the taps from `from_tap` on (None before it)."""
+        return self.features([target], SCORE, from_tap)[0]
 
-    def logit_features(self, target: int) -> list[BlockFeatures]:
-        """Block activations and gradients of the raw class output y_target (the CAM methods)."""
-        return self._features(target, LOGIT)
+    def logit_features(self, target: int, from_tap: int = 0) -> list[BlockFeatures | None]:
+        """Block activations and gradients of the raw class output y_target (the CAM methods),
+        the taps from `from_tap` on (None before it)."""
+        return self.features([target], LOGIT, from_tap)[0]
 
-    def _features(self, target: int, objective: str) -> list[BlockFeatures]:
-        """One gradient call per (target, objective), cached."""
-        key = (target, objective)
-        if key not in self._cache:
+    def features(self, targets: list[int], objective: str, from_tap: int = 0) -> list[list[BlockFeatures | None]]:
+        """Per target, the block features of `objective` (SCORE: Psi, LOGIT: y) at the taps
+        from `from_tap` on: one gradient call for every target not cached yet (one row of
+        class weights each, over one forward pass), the backward down to `from_tap` only."""
+        missing = [t for t in dict.fromkeys(targets) if (t, objective) not in self._cache
+                   or self._cache[(t, objective)][0] > from_tap]
+        if missing:
             self.cancellation.check(self.passes)
-            onehot = np.zeros(self.model.info.num_classes, np.float32)
-            onehot[target] = 1.0
-            zeros = np.zeros_like(onehot)
-            self._cache[key] = (self.model.block_features(self.image, onehot, zeros) if objective == SCORE
-                                else self.model.block_features(self.image, zeros, onehot))
-        return self._cache[key]
+            onehot = np.zeros((len(missing), self.model.info.num_classes), np.float32)
+            onehot[np.arange(len(missing)), missing] = 1.0
+            zeros = np.zeros((1, self.model.info.num_classes), np.float32)
+            call = (self.model.gradients(self.image, onehot, zeros, from_tap=from_tap) if objective == SCORE
+                    else self.model.gradients(self.image, zeros, onehot, from_tap=from_tap))
+            self.remember(missing, objective, from_tap, call)
+        return [self._cache[(t, objective)][1] for t in targets]
+
+    def remember(self, targets: list[int], objective: str, from_tap: int, call: GradientCall) -> None:
+        """Keep the features of a gradient call made for `targets` (one row each, in order)."""
+        for target, features in zip(targets, call.features):
+            self._cache[(target, objective)] = (from_tap, features)
 
     def score_masks(self, chunks: Iterable[tuple[np.ndarray, Payload]]) -> Iterator[tuple[np.ndarray, Payload, np.ndarray]]:
         """Masked forward passes: for each (masks (b <= B, H, W), payload) yields the masks,

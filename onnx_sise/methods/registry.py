@@ -19,7 +19,11 @@ class Method:
     `options` (frozen dataclasses of option() fields), in that order. summary: one line
     for the command line's help. paper: where its equations come from. io_binding: its
     masked passes can run through onnxruntime IO binding (Context.io_binding), which the
-    Explainer then sets up."""
+    Explainer then sets up. gradients(records, info): what its gradient call needs (a
+    context.GradientNeed: the objective and the shallowest tap), where the method makes
+    one call whose features and scores serve it whole; the Explainer then makes that
+    call first and takes the scores (and the top classes) from it, with no forward pass
+    of its own."""
 
     name: str
     explain: Callable[..., list[Any]]
@@ -27,6 +31,7 @@ class Method:
     summary: str
     paper: str = ""
     io_binding: bool = False
+    gradients: Callable[..., Any] | None = None
 
 
 METHODS: dict[str, Method] = {}

@@ -94,6 +94,17 @@ class GraphNames:
 
 
 @dataclass(frozen=True)
+class StagedGradient:
+    """Inputs of the staged gradient sub-graph (docs/design.md section 3, "A call pays for
+    what it asks"): the shallowest tap differentiated to (int64) and the switch that
+    makes the class weights' columns ranks (bool). Absent from files made before it; a
+    top-level field, so that an older onnx_sise reads newer files (and runs every tap)."""
+
+    from_tap: str = "gradient/from_tap"
+    by_rank: str = "gradient/by_rank"
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """Everything the explain path needs besides the graph itself.
 
@@ -111,6 +122,7 @@ class ModelInfo:
     graph: GraphNames = field(default_factory=GraphNames)
     verification: dict[str, float] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    staged_gradient: StagedGradient | None = None
 
     def label(self, class_id: int) -> str:
         return self.labels[class_id] if class_id < len(self.labels) else f"class {class_id}"
@@ -136,6 +148,7 @@ class ModelInfo:
             labels=raw.texts("labels", MAX_CLASSES, default=()),
             graph=graph_names(raw.object("graph", optional=True)),
             verification=raw.numbers_by_name("verification", MAX_VERIFICATION_ENTRIES),
+            staged_gradient=staged_gradient(raw),
         )
         info.validate()
         return info
@@ -316,3 +329,12 @@ def graph_names(raw: Fields) -> GraphNames:
     names = tuple(f.name for f in fields(GraphNames))
     raw.only(names)
     return GraphNames(**{name: raw.text(name) for name in names if name in raw.raw})
+
+
+def staged_gradient(raw: Fields) -> StagedGradient | None:
+    if raw.value("staged_gradient", None) is None:
+        return None
+    names = raw.object("staged_gradient")
+    known = tuple(f.name for f in fields(StagedGradient))
+    names.only(known)
+    return StagedGradient(**{name: names.text(name) for name in known if name in names.raw})

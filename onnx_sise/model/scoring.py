@@ -36,8 +36,12 @@ def gradient_graph(model: onnx.ModelProto, info: ModelInfo) -> onnx.ModelProto |
     `gradient/enabled`) as a model of its own: inputs `image`, `target_weights`,
     `logit_weights`; the If's outputs (logits, scores, every tap's activation and
     gradient) under their own names; the main graph's initializers the branch reads. None
-    where the file has no such If (the caller keeps onnxruntime's gradient call)."""
+    where the file has no such If, or has the staged gradient (its nested levels read the
+    call's from_tap and by_rank, and onnxruntime runs only the levels asked for): the caller
+    keeps onnxruntime's gradient call."""
     names = info.graph
+    if info.staged_gradient is not None:
+        return None
     node = next((n for n in model.graph.node if n.op_type == "If" and n.input[:1] == [names.gradient_switch]), None)
     branch = next((a.g for a in node.attribute if a.name == "then_branch"), None) if node is not None else None
     if branch is None or len(branch.output) != len(node.output):

@@ -37,6 +37,17 @@ class BlockFeatures:
     gradients: np.ndarray
 
 
+@dataclass(frozen=True)
+class GradientCall:
+    """What one gradient call returns: the raw class outputs y and the scores Psi
+    (classes,) of the image, and per row of class weights, per tap, the tap's features
+    (None for the taps shallower than the call's `from_tap`, whose gradients it skipped)."""
+
+    logits: np.ndarray
+    scores: np.ndarray
+    features: list[list[BlockFeatures | None]]
+
+
 def custom_metadata(session: ort.InferenceSession, source: str) -> dict[str, str]:
     """The model's metadata_props, refused in one line unless they are UTF-8 text."""
     try:
@@ -123,7 +134,15 @@ class ExplainableModel:
         check_shapes(self.session, self.info, self.source)
         self.scores(np.zeros(image_dims(self.info.input, None)[1:], np.float32))  # a graph that cannot run fails here
         switch = self.info.graph.gradient_switch
-        self._gradient_switch = {switch: np.array(True)} if switch in self._feeds() else {}
+        feeds = self._feeds()
+        self._gradient_switch = {switch: np.array(True)} if switch in feeds else {}
+        # Files since the staged gradient graph (preparation/staging.py) take from_tap, by_rank
+        # and rows of class weights; older ones run every tap's gradient for one row.
+        staged = self.info.staged_gradient
+        self.staged = staged is not None and staged.from_tap in feeds and staged.by_rank in feeds
+        # The gradient call feeds the scoring graph an empty batch (it runs on every call,
+        # asked or not); None until a call shows whether the graph takes one.
+        self._empty_batch: bool | None = None
         self.scoring_session = self.session
         self.scoring_precision = "fp32"
         self.cuda_graph = False
@@ -188,34 +207,113 @@ class ExplainableModel:
                        logit_weights: np.ndarray | None = None) -> list[BlockFeatures]:
         """One gradient call: per tap, A and d(sum_c w_c Psi_c + sum_c u_c y_c)/dA, with
         target_weights w over the scores Psi and logit_weights u over the raw outputs y."""
-        tap_outputs = [t.activation_output for t in self.info.taps] + [t.gradient_output for t in self.info.taps]
-        outputs = self._gradient_call(tap_outputs, image, target_weights, logit_weights)
-        n = len(self.info.taps)
-        for tap, activations, gradients in zip(self.info.taps, outputs[:n], outputs[n:]):
-            expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
-            expect_shape(gradients, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
-        return [BlockFeatures(a[0], d[0]) for a, d in zip(outputs[:n], outputs[n:])]
+        call = self.gradients(image, target_weights[None], None if logit_weights is None else logit_weights[None])
+        return [f for f in call.features[0] if f is not None]
 
-    def _gradient_call(self, outputs: list[str], image: np.ndarray, target_weights: np.ndarray,
-                       logit_weights: np.ndarray | None = None) -> list[np.ndarray]:
-        """The gradient sub-graph's `outputs`, in OpenVINO f32 where it compiled it, else in onnxruntime."""
+    def gradients(self, image: np.ndarray, target_weights: np.ndarray, logit_weights: np.ndarray | None = None, *,
+                  from_tap: int = 0, by_rank: bool = False) -> GradientCall:
+        """One gradient call for R rows of class weights over one forward pass.
+
+        target_weights w and logit_weights u: (R, classes) (a 1-row one broadcast); row r
+        gives per tap A and d(sum_c w_rc Psi_c + sum_c u_rc y_c)/dA. from_tap: the
+        shallowest tap differentiated to (the backward stops there: a call for the
+        deepest tap costs about a forward pass). by_rank: the weights' columns are ranks
+        (column j weighs the class of the j-th highest score, ties to the lower id).
+        Files made before these existed run every tap's gradient, one call per row."""
+        taps = self.info.taps
+        if not 0 <= from_tap <= len(taps):
+            raise ValueError(f"from_tap must be in [0, {len(taps)}], got {from_tap}")
+        target_weights = np.asarray(target_weights, np.float32)
+        logit_weights = None if logit_weights is None else np.asarray(logit_weights, np.float32)
+        if not self.staged:
+            return self._gradients_one_row_at_a_time(image, target_weights, logit_weights, from_tap, by_rank)
         names = self.info.graph
-        feeds = {names.image: image[None], names.target_weights: target_weights[None]}
+        wanted = taps[from_tap:]
+        staged = self.info.staged_gradient
+        assert staged is not None
+        feeds = {names.image: image[None], names.target_weights: target_weights, **self._gradient_switch,
+                 staged.from_tap: np.array(from_tap, np.int64), staged.by_rank: np.array(by_rank)}
         if logit_weights is not None:
-            feeds[names.logit_weights] = logit_weights[None]
-        if self.openvino is not None and self.openvino.gradient is not None:
-            if logit_weights is None:
-                feeds[names.logit_weights] = np.zeros((1, self.info.num_classes), np.float32)
-            return self.openvino.gradient({k: v.astype(np.float32, copy=False) for k, v in feeds.items()}, outputs)
-        return run(self.session, outputs, {**feeds, **self._gradient_switch}, self.source)
+            feeds[names.logit_weights] = logit_weights
+        outputs = self._gradient_run([names.logits, names.scores, *(t.activation_output for t in wanted),
+                                      *(t.gradient_output for t in wanted)], feeds)
+        rows = max(target_weights.shape[0], 1 if logit_weights is None else logit_weights.shape[0])
+        logits, scores, activations, gradients = outputs[0], outputs[1], outputs[2:2 + len(wanted)], outputs[2 + len(wanted):]
+        expect_shape(logits, (1, self.info.num_classes), names.logits, self.source)
+        expect_shape(scores, (1, self.info.num_classes), names.scores, self.source)
+        for tap, a, g in zip(wanted, activations, gradients):
+            expect_shape(a, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
+            expect_shape(g, (rows, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
+        skipped: list[BlockFeatures | None] = [None] * from_tap
+        features = [skipped + [BlockFeatures(a[0], g[r]) for a, g in zip(activations, gradients)] for r in range(rows)]
+        return GradientCall(logits[0], scores[0], features)
+
+    def _gradients_one_row_at_a_time(self, image: np.ndarray, target_weights: np.ndarray,
+                                     logit_weights: np.ndarray | None, from_tap: int, by_rank: bool) -> GradientCall:
+        """`gradients` on a file made before the staged gradient graph: every tap, one call per row."""
+        taps = self.info.taps
+        names = self.info.graph
+        rows = max(target_weights.shape[0], 1 if logit_weights is None else logit_weights.shape[0])
+        logits = scores = None
+        features = []
+        order = None
+        for r in range(rows):
+            w = target_weights[r % target_weights.shape[0]]
+            u = None if logit_weights is None else logit_weights[r % logit_weights.shape[0]]
+            if by_rank:
+                if order is None:
+                    order = np.argsort(-self.scores(image), kind="stable")
+                w = _by_class(w, order)
+                u = None if u is None else _by_class(u, order)
+            feeds = {names.image: image[None], names.target_weights: w[None], **self._gradient_switch}
+            if u is not None:
+                feeds[names.logit_weights] = u[None]
+            outputs = self._gradient_run([names.logits, names.scores, *(t.activation_output for t in taps),
+                                          *(t.gradient_output for t in taps)], feeds)
+            logits, scores = outputs[0], outputs[1]
+            row: list[BlockFeatures | None] = [None] * from_tap
+            for index, (tap, a, g) in enumerate(zip(taps, outputs[2:2 + len(taps)], outputs[2 + len(taps):])):
+                expect_shape(a, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
+                expect_shape(g, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
+                if index >= from_tap:
+                    row.append(BlockFeatures(a[0], g[0]))
+            features.append(row)
+        expect_shape(logits, (1, self.info.num_classes), names.logits, self.source)
+        expect_shape(scores, (1, self.info.num_classes), names.scores, self.source)
+        return GradientCall(logits[0], scores[0], features)
+
+    def _gradient_run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list:
+        """A run of the gradient sub-graph: in OpenVINO f32 where it compiled one (files made
+        before the staged graph), else in onnxruntime with the scoring graph fed an empty batch where it
+        takes one (onnxruntime runs it on every call: on the default batch it would cost a
+        forward pass)."""
+        names = self.info.graph
+        if self.openvino is not None and self.openvino.gradient is not None:  # files before the staged graph
+            zeros = np.zeros((1, self.info.num_classes), np.float32)
+            taken = {name: feeds.get(name, zeros).astype(np.float32, copy=False)
+                     for name in (names.image, names.target_weights, names.logit_weights)}
+            return self.openvino.gradient(taken, outputs)
+        empty = {names.masked_batch: np.zeros((0, *image_dims(self.info.input, None)[1:]), np.float32)}
+        if self._empty_batch is None:
+            try:
+                found = self.session.run(outputs, {**feeds, **empty})
+            except RUNTIME_ERRORS:
+                self._empty_batch = False
+            else:
+                self._empty_batch = True
+                return found
+        return run(self.session, outputs, {**feeds, **empty} if self._empty_batch else feeds, self.source)
 
     def logits_and_activations(self, image: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """The raw class outputs y (classes,) and every tap's activations (N, h, w) of one
-        preprocessed image, from the gradient sub-graph."""
+        preprocessed image, from the gradient sub-graph (no gradient where the file can skip them)."""
         names = self.info.graph
-        zeros = np.zeros(self.info.num_classes, np.float32)
-        outputs = self._gradient_call([names.logits, *(t.activation_output for t in self.info.taps)], image, zeros,
-                                      zeros)
+        zeros = np.zeros((1, self.info.num_classes), np.float32)
+        feeds = {names.image: image[None], names.target_weights: zeros, names.logit_weights: zeros,
+                 **self._gradient_switch}
+        if self.staged and self.info.staged_gradient is not None:
+            feeds[self.info.staged_gradient.from_tap] = np.array(len(self.info.taps), np.int64)
+        outputs = self._gradient_run([names.logits, *(t.activation_output for t in self.info.taps)], feeds)
         expect_shape(outputs[0], (1, self.info.num_classes), names.logits, self.source)
         for tap, activations in zip(self.info.taps, outputs[1:]):
             expect_shape(activations, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
@@ -230,6 +328,13 @@ class ExplainableModel:
             (scores,) = run(self.scoring_session, [names.batch_scores], {names.masked_batch: batch}, self.source)
         expect_shape(scores, (batch.shape[0], self.info.num_classes), names.batch_scores, self.source)
         return scores[:, list(classes)]
+
+
+def _by_class(weights: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Weights over ranks (column j: the class order[j]) as weights over classes."""
+    by_class = np.zeros_like(weights)
+    by_class[order] = weights
+    return by_class
 
 
 class MaskGradient:

@@ -40,6 +40,20 @@ def test_upsample_matches_numpy_cv2_and_torch(device: str, src: tuple, dst: tupl
     np.testing.assert_allclose(ours, via_torch[:, 0].numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("count,dst", [(1, (224, 224)), (1, (700, 900)), (3, (400, 300))])
+def test_upsample_gives_the_same_bits_on_one_thread_and_on_the_team(count: int, dst: tuple,
+                                                                    rng: np.random.Generator) -> None:
+    """Small work (below 2^18 outputs) stays on one thread, larger work is split by rows of
+    every map: each map comes out as the map resized alone."""
+    maps = rng.normal(size=(count, 9, 13)).astype(np.float32)
+    together = kernels.upsample_bilinear(maps, *dst)
+    np.testing.assert_allclose(together, reference.upsample_bilinear(maps, *dst), atol=1e-5)
+    for m, out in zip(maps, together):
+        np.testing.assert_array_equal(kernels.upsample_bilinear(m[None], *dst)[0], out)
+    small = kernels.upsample_bilinear(maps, 20, 30)
+    np.testing.assert_array_equal(kernels.upsample_bilinear(np.repeat(maps, 40, axis=0), 20, 30)[::40], small)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_minmax_normalize_reports_constant_maps(device: str, rng: np.random.Generator) -> None:
     maps = rng.normal(size=(6, 9, 11)).astype(np.float32)

@@ -1,6 +1,13 @@
 """The package's move to sub-packages changed no map: every method on the zoo models
 gives, bit for bit, the map saved before the move (tests/saved_maps.py, at SAVED_AT).
-Methods added since have no saved map and are not compared."""
+Methods added since have no saved map and are not compared.
+
+Since the staged gradient sub-graph (issue 16: the backward runs down to the tap asked
+for, over rows of class weights) the gradients at a tap come from a differently laid out
+graph, whose float32 sums round differently: the methods in RELAID differ from their
+saved maps by float32 rounding (EfficientNet-Lite0, block3: at most 4.3e-5, gradcam++
+raising g to the third power; r = 1.000000 for all), within the tolerance allowed across
+CPUs; every other method is still compared bit for bit."""
 
 from __future__ import annotations
 
@@ -10,6 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from saved_maps import SAVED, cpu_name, maps_of, methods_on
+
+RELAID = {"gradcam", "gradcam++", "wgradcam", "sigcam", "ucag-gradcam", "ucag-gradcam++", "ucag-wgradcam",
+          "ucag-sigcam"}
+ACROSS_CPUS = 1e-4
 
 
 def saved_maps() -> tuple[dict[str, np.ndarray], dict[str, object]]:
@@ -27,10 +38,10 @@ def assert_same_maps(model: str, path: Path) -> None:
     exact = meta["cpu"] == cpu_name()  # onnxruntime's kernels differ by instruction set
     for method, saliency in maps.items():
         before = arrays[f"{model}/{method}"]
-        if exact:
+        if exact and method not in RELAID:
             assert np.array_equal(saliency, before), f"{model} {method}: max |diff| {np.abs(saliency - before).max()}"
         else:
-            np.testing.assert_allclose(saliency, before, atol=1e-4, err_msg=f"{model} {method} on another CPU")
+            np.testing.assert_allclose(saliency, before, atol=ACROSS_CPUS, err_msg=f"{model} {method}")
 
 
 def test_every_method_gives_the_saved_map_on_lite0(lite0_path: Path) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import kernels
-from ..context import Context
+from ..context import SCORE, Context, every_tap
 from ..options import SISE, Domain, option
 from ..registry import Method, register
 from ..result import MethodResult
@@ -195,10 +195,11 @@ def _host_contributions(ctx: Context, activations: np.ndarray, representatives: 
 def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusion: str = DEFAULT_GATE,
                  rule: str = "otsu", selection: str = "hard", margin: float = 0.1) -> list[MethodResult]:
     """SISE (mu, SISE eq. 7) or Ada-SISE (adaptive=True, Ada-SISE Algorithm 1) for every
-    target of `ctx`; the features of each target come from its own gradient call.
+    target of `ctx`; the features of every target come from one gradient call (one row
+    of class weights per target over one forward pass).
     selection="soft" weights the kept maps by `selection_weights` with `margin`."""
     taps = ctx.model.info.taps
-    per_target = [ctx.score_features(t) for t in ctx.targets]
+    per_target = ctx.features(ctx.targets, SCORE)
     alphas = [[average_gradients(f.gradients) for f in feats] for feats in per_target]
     selections = [[select_adaptive(a, rule) if adaptive else select_positive(a, mu) for a in blocks]
                   for blocks in alphas]
@@ -226,8 +227,8 @@ def explain_sise(ctx: Context, *, mu: float = 0.0, adaptive: bool = False, fusio
 register(Method("sise", lambda ctx, o: explain_sise(ctx, mu=o.mu, fusion=o.fusion, selection=o.sise_selection,
                                                     margin=o.sise_margin), (SiseOptions,),
                 "SISE: feature maps selected by gradient, scored as input masks, fused across blocks",
-                "SISE, AAAI 2021, eq. 6-12 and Fig. 5", io_binding=True))
+                "SISE, AAAI 2021, eq. 6-12 and Fig. 5", io_binding=True, gradients=every_tap))
 register(Method("ada-sise", lambda ctx, o: explain_sise(ctx, adaptive=True, fusion=o.fusion, rule=o.ada_rule,
                                                         selection=o.sise_selection, margin=o.sise_margin),
                 (AdaSiseOptions,), "Ada-SISE: SISE with an adaptive, Otsu-like selection threshold",
-                "Ada-SISE, ICASSP 2021, eq. 1-6", io_binding=True))
+                "Ada-SISE, ICASSP 2021, eq. 1-6", io_binding=True, gradients=every_tap))

@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 
 from onnx_sise.errors import ExportError
 from onnx_sise.files.writing import write_atomically
-from onnx_sise.model.info import METADATA_KEY, OUTPUT_KINDS, GraphNames, InputSpec, ModelInfo, Tap
+from onnx_sise.model.info import METADATA_KEY, OUTPUT_KINDS, GraphNames, InputSpec, ModelInfo, StagedGradient, Tap
 
 from . import compose
 from .check import verify
@@ -28,6 +28,7 @@ from .differentiate import GradientGraph, differentiate
 from .emitter import Emitter
 from .options import CHECKS
 from .plain_model import InputOverrides, describe_input, image_input, output_kind_of, read_model
+from .staging import staged_graph
 from .static_graph import NONDETERMINISTIC, SHAPE_READERS, StaticGraph, inlined, lifted, live_nodes, normalise, reads
 from .subgraphs import attach_graph, rename_everywhere, scoring_model, set_metadata
 from .taps import FoundTap, find_taps
@@ -103,7 +104,7 @@ def explainable_model(model: onnx.ModelProto, *, model_name: str, overrides: Inp
     if labels and len(labels) != num_classes:
         raise ExportError(f"{len(labels)} labels for a model with {num_classes} classes")
     found = _named_taps(plain, taps) if taps else find_taps(plain, value.name)
-    names = GraphNames()
+    names, staged = GraphNames(), StagedGradient()
     info_taps = _describe(found, plain, spec)
     log.info("taps: %s", ", ".join(f"{t.source} {t.channels}@{t.height}x{t.width}" for t in info_taps))
 
@@ -111,6 +112,7 @@ def explainable_model(model: onnx.ModelProto, *, model_name: str, overrides: Inp
     shape = image_shape(spec)
     joined = attach_graph(scoring_graph(model, plain, value.name, kind, shape, names), gradient.model, "gradient", [
         (names.image, shape), (names.target_weights, (1, num_classes)), (names.logit_weights, (1, num_classes)),
+        (staged.by_rank, ()), (staged.from_tap, ()),
     ], [names.logits, names.scores, *[t.activation_output for t in info_taps],
         *[t.gradient_output for t in info_taps]], names.gradient_switch,
         branch_weights={w for n in gradient.forward.nodes if n.op_type == "Conv" for w in n.input[1:]})
@@ -121,7 +123,7 @@ def explainable_model(model: onnx.ModelProto, *, model_name: str, overrides: Inp
             (names.mask_noise, shape), (names.mask_target_weights, (1, num_classes))],
             [names.mask_scores, names.mask_gradients], names.mask_switch)
     info = ModelInfo(model_name=model_name, input=spec, output_kind=kind, num_classes=num_classes,
-                     taps=tuple(info_taps), labels=tuple(labels))
+                     taps=tuple(info_taps), labels=tuple(labels), staged_gradient=staged)
     report = verify(joined, model, value.name, info, gradient, [t.tensor for t in found], example, check)
     info = replace(info, verification=report)
     set_metadata(joined, METADATA_KEY, info.to_json())
@@ -168,10 +170,10 @@ def gradient_graph(model: onnx.ModelProto, image_name: str, kind: str, example: 
     composed = compose.gradient_objective(model, image_name, kind, num_classes, [t.tensor for t in taps])
     zeros = np.zeros((1, num_classes), np.float32)
     forward = normalise(composed, {compose.IMAGE: example, compose.TARGET_WEIGHTS: zeros,
-                                   compose.LOGIT_WEIGHTS: zeros})
+                                   compose.LOGIT_WEIGHTS: zeros, compose.BY_RANK: np.array(False)})
     emitter = Emitter(compose.PREFIX + "grad/")
     raw = differentiate(forward, compose.OBJECTIVE, [t.tensor for t in taps], emitter)
-    activations, gradients, shapes = [], [], {}
+    activations, gradients, shapes, once = [], [], [], []
     for tap, grad in zip(taps, raw):
         nchw = tap.nchw_shape(forward)
         if tap.to_nchw == (0, 1, 2, 3):
@@ -179,12 +181,25 @@ def gradient_graph(model: onnx.ModelProto, image_name: str, kind: str, example: 
         else:
             activation = emitter.op("Transpose", [tap.tensor], "activation", perm=list(tap.to_nchw))
             grad = emitter.op("Transpose", [grad], "gradient", perm=list(tap.to_nchw))
+        once.append(emitter.nodes[-1 if tap.to_nchw == (0, 1, 2, 3) else -2])
         activations.append(activation)
         gradients.append(grad)
-        shapes[activation] = shapes[grad] = nchw
-    sub = forward.to_model([compose.LOGITS, compose.SCORES, *activations, *gradients], emitter.nodes,
-                           emitter.constants, shapes)
-    _keep_input_order(sub, [compose.IMAGE, compose.TARGET_WEIGHTS, compose.LOGIT_WEIGHTS])
+        shapes.append(tuple(nchw[1:]))
+    backward = [n for n in emitter.nodes if all(n is not a for a in once)]
+    weights = [compose.RANKED_TARGET_WEIGHTS, compose.RANKED_LOGIT_WEIGHTS]
+    fast = {compose.IMAGE, compose.LOGITS, compose.SCORES, *weights, *(t.tensor for t in taps)}
+    staged = staged_graph(forward.nodes, fast, backward, gradients, shapes, weights, compose.FROM_TAP,
+                          compose.PREFIX + "stage/")
+    sub = forward.to_model([compose.LOGITS, compose.SCORES, *activations, *staged.gradients],
+                           [*once, *staged.nodes], emitter.constants,
+                           {**{a: (1, *s) for a, s in zip(activations, shapes)},
+                            **{g: (1, *s) for g, s in zip(staged.gradients, shapes)}})
+    sub.graph.input.append(helper.make_tensor_value_info(compose.FROM_TAP, onnx.TensorProto.INT64, []))
+    for value in [*sub.graph.input, *sub.graph.output]:
+        if value.name in (*staged.gradients, compose.TARGET_WEIGHTS, compose.LOGIT_WEIGHTS):
+            value.type.tensor_type.shape.dim[0].dim_param = "rows"
+    _keep_input_order(sub, [compose.IMAGE, compose.TARGET_WEIGHTS, compose.LOGIT_WEIGHTS, compose.BY_RANK,
+                            compose.FROM_TAP])
     return GradientGraph(forward, sub, raw, emitter)
 
 

@@ -111,7 +111,8 @@ def verify(joined: onnx.ModelProto, model: onnx.ModelProto, image_name: str, inf
     target = int(np.argmax(scores[0]))
     weights = np.zeros((1, info.num_classes), np.float32)
     weights[0, target] = 1.0
-    feeds = {compose.IMAGE: example, compose.TARGET_WEIGHTS: weights, compose.LOGIT_WEIGHTS: weights * 0.01}
+    feeds = {compose.IMAGE: example, compose.TARGET_WEIGHTS: weights, compose.LOGIT_WEIGHTS: weights * 0.01,
+             compose.BY_RANK: np.array(False)}
     tolerance = FLOAT64_TOLERANCE if mode == "float64" else FLOAT32_TOLERANCE
     errors = _directional(gradient, taps, feeds, mode == "float64", tolerance)
     report[f"{mode}_directional"] = max(errors)

@@ -20,6 +20,9 @@ LOGIT_WEIGHTS = PREFIX + "logit_weights"
 LOGITS = PREFIX + "logits"
 SCORES = PREFIX + "scores"
 OBJECTIVE = PREFIX + "objective"
+FROM_TAP = PREFIX + "from_tap"
+BY_RANK = PREFIX + "by_rank"
+RANKED_TARGET_WEIGHTS, RANKED_LOGIT_WEIGHTS = PREFIX + "ranked_target_weights", PREFIX + "ranked_logit_weights"
 MASK_IMAGE, MASK_BASELINE, MASKS, MASK_NOISE = (PREFIX + n for n in ("mask_image", "mask_baseline", "masks", "noise"))
 MASK_SCORES = PREFIX + "mask_scores"
 
@@ -66,14 +69,31 @@ def _model(model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[onn
 def gradient_objective(model: onnx.ModelProto, image_name: str, kind: str, num_classes: int,
                        extra_outputs: Sequence[str]) -> onnx.ModelProto:
     """image -> logits, scores = Psi(logits) and the objective
-    sum(scores * target_weights) + sum(logits * logit_weights), with `extra_outputs` (the taps)."""
+    sum(scores * target_weights) + sum(logits * logit_weights), with `extra_outputs` (the taps).
+
+    With the bool input by_rank true, the weights' columns are ranks, not classes: column
+    j weighs the class with the j-th highest score (ties: the lower class id first), so
+    that one call can differentiate the top classes without knowing them beforehand."""
     nodes, output = _retargeted(model, image_name, IMAGE)
     nodes += [
         helper.make_node("Identity", [output], [LOGITS], name=PREFIX + "logits"),
         score_head(kind, LOGITS, SCORES),
-        helper.make_node("Mul", [SCORES, TARGET_WEIGHTS], [PREFIX + "weighted_scores"]),
+        helper.make_node("TopK", [SCORES, PREFIX + "class_count"], [PREFIX + "ranked", PREFIX + "order"], axis=-1,
+                         largest=1, sorted=1),
+    ]
+    for weights, ranked in ((TARGET_WEIGHTS, RANKED_TARGET_WEIGHTS), (LOGIT_WEIGHTS, RANKED_LOGIT_WEIGHTS)):
+        nodes += [  # no Shape: the preparation folds shapes, and the rows vary
+            helper.make_node("Mul", [weights, PREFIX + "zero"], [weights + "/zeros"]),
+            helper.make_node("Cast", [weights + "/zeros"], [weights + "/zero_indices"], to=TensorProto.INT64),
+            helper.make_node("Add", [weights + "/zero_indices", PREFIX + "order"], [weights + "/order"]),
+            helper.make_node("ScatterElements", [weights + "/zeros", weights + "/order", weights],
+                             [weights + "/by_class"], axis=1),
+            helper.make_node("Where", [BY_RANK, weights + "/by_class", weights], [ranked]),
+        ]
+    nodes += [
+        helper.make_node("Mul", [SCORES, RANKED_TARGET_WEIGHTS], [PREFIX + "weighted_scores"]),
         helper.make_node("ReduceSum", [PREFIX + "weighted_scores"], [PREFIX + "score_term"], keepdims=0),
-        helper.make_node("Mul", [LOGITS, LOGIT_WEIGHTS], [PREFIX + "weighted_logits"]),
+        helper.make_node("Mul", [LOGITS, RANKED_LOGIT_WEIGHTS], [PREFIX + "weighted_logits"]),
         helper.make_node("ReduceSum", [PREFIX + "weighted_logits"], [PREFIX + "logit_term"], keepdims=0),
         helper.make_node("Add", [PREFIX + "score_term", PREFIX + "logit_term"], [OBJECTIVE]),
     ]
@@ -81,8 +101,11 @@ def gradient_objective(model: onnx.ModelProto, image_name: str, kind: str, num_c
     inputs = [helper.make_tensor_value_info(IMAGE, TensorProto.FLOAT, [d.dim_value or None for d in
                                                                       image.type.tensor_type.shape.dim]),
               helper.make_tensor_value_info(TARGET_WEIGHTS, TensorProto.FLOAT, [1, num_classes]),
-              helper.make_tensor_value_info(LOGIT_WEIGHTS, TensorProto.FLOAT, [1, num_classes])]
-    return _model(model, nodes, inputs, [LOGITS, SCORES, OBJECTIVE, *extra_outputs])
+              helper.make_tensor_value_info(LOGIT_WEIGHTS, TensorProto.FLOAT, [1, num_classes]),
+              helper.make_tensor_value_info(BY_RANK, TensorProto.BOOL, [])]
+    constants = [numpy_helper.from_array(np.array([num_classes], np.int64), PREFIX + "class_count"),
+                 numpy_helper.from_array(np.array(0, np.float32), PREFIX + "zero")]
+    return _model(model, nodes, inputs, [LOGITS, SCORES, OBJECTIVE, *extra_outputs], constants)
 
 
 def bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:

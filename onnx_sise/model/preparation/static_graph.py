@@ -57,7 +57,7 @@ class StaticGraph:
         shapes = {**self.shapes, **dict(output_shapes)}
         nodes = list(self.nodes) + list(extra_nodes)
         constants = {**self.constants, **dict(extra_constants)}
-        used = {i for n in nodes for i in n.input} | set(outputs or self.outputs)
+        used = {i for n in nodes for i in reads(n)} | set(outputs or self.outputs)
         graph = helper.make_graph(
             nodes, "static",
             [helper.make_tensor_value_info(n, _elem(self.dtypes[n]), self.shapes[n]) for n in self.inputs],

@@ -23,12 +23,29 @@ from onnx_sise.model.info import GraphNames
 
 
 def rename_everywhere(graph: onnx.GraphProto, mapping: dict[str, str]) -> None:
+    """Every name in `mapping` renamed in `graph` and in the sub-graphs of its If and Loop nodes."""
     for node in graph.node:
         node.input[:] = [mapping.get(n, n) for n in node.input]
         node.output[:] = [mapping.get(n, n) for n in node.output]
+        for inner in _subgraphs(node):
+            rename_everywhere(inner, mapping)
     for coll in (graph.input, graph.output, graph.value_info, graph.initializer):
         for item in coll:
             item.name = mapping.get(item.name, item.name)
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    return [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)]
+
+
+def _defined(graph: onnx.GraphProto) -> list[str]:
+    """The names the nodes of `graph` and of its sub-graphs make, and the sub-graphs' inputs."""
+    names = []
+    for node in graph.node:
+        names += [o for o in node.output if o]
+        for inner in _subgraphs(node):
+            names += [i.name for i in inner.input] + _defined(inner)
+    return names
 
 
 def _tensor_key(tensor: onnx.TensorProto) -> str:
@@ -93,9 +110,8 @@ def attach_graph(model: onnx.ModelProto, sub: onnx.ModelProto, prefix: str, inpu
         local = tensor.name in branch_weights
         mapping[tensor.name] = inner + tensor.name if local else existing.get(_tensor_key(tensor), inner + tensor.name)
     local_names = {mapping[n] for n in branch_weights if n in mapping}
-    for node in s.node:
-        for name in node.output:
-            mapping.setdefault(name, inner + name)
+    for name in _defined(s):
+        mapping.setdefault(name, inner + name)
     for value in s.value_info:
         mapping.setdefault(value.name, inner + value.name)
     mapping.update({value.name: name for value, (name, _) in zip(s.input, inputs)})

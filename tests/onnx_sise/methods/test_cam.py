@@ -153,3 +153,26 @@ def test_eigencam_sign_is_fixed_where_the_peers_is_lapacks(lite0_path: Path, lit
 def test_eigencam_is_one_map_for_every_class(lite0_path: Path, photos: Path) -> None:
     coffee, other = Explainer(lite0_path).explain_targets(photos / "coffee.png", [967, 285], method="eigencam")
     np.testing.assert_array_equal(coffee.saliency, other.saliency)
+
+
+def test_several_targets_take_one_gradient_call_to_their_tap_and_no_forward_pass(lite0_path: Path, photos: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch
+                                                                                ) -> None:
+    """Grad-CAM of the top 3 classes: one gradient call (three rows, down to the tap
+    asked for), no forward pass of the Explainer's own; the maps and scores are those of
+    three one-target explanations."""
+    explainer = Explainer(lite0_path)
+    alone = {c: explainer.explain(photos / "chelsea.png", c, method="gradcam", layer="block3")
+             for c in np.argsort(-explainer.model.scores(explainer.preprocess(photos / "chelsea.png")[0]))[:3]}
+    calls: list[tuple[int, int]] = []
+    forward_passes: list[int] = []
+    gradients, scores = explainer.model.gradients, explainer.model.scores
+    monkeypatch.setattr(explainer.model, "gradients", lambda x, w, u=None, **kw: calls.append(
+        (max(len(w), len(u)), kw["from_tap"])) or gradients(x, w, u, **kw))
+    monkeypatch.setattr(explainer.model, "scores", lambda x: forward_passes.append(1) or scores(x))
+    together = explainer.explain_targets(photos / "chelsea.png", top_k=3, method="gradcam", layer="block3")
+    assert calls == [(3, 3)] and not forward_passes
+    assert [e.target for e in together] == list(alone)
+    for e in together:
+        np.testing.assert_allclose(e.saliency, alone[e.target].saliency, atol=1e-5)
+        assert e.score == pytest.approx(alone[e.target].score, rel=1e-5)

@@ -67,6 +67,9 @@ def _document(**changes: object) -> dict:
     (_document(graph={"image": 7}), "graph.image must be text"),
     (_document(graph={"imagee": "image"}), "graph has an unknown field"),
     (_document(verification={"scores": "small"}), "verification.'scores' must be a number"),
+    (_document(staged_gradient="gradient/from_tap"), "staged_gradient must be an object"),
+    (_document(staged_gradient={"from_tap": 0}), "staged_gradient.from_tap must be text"),
+    (_document(staged_gradient={"taps": "x"}), "staged_gradient has an unknown field 'taps'"),
 ])
 def test_bad_input_metadata_fields_checked_by_type(document: dict, fragment: str) -> None:
     with pytest.raises(ModelError) as raised:
@@ -87,3 +90,14 @@ def test_bad_input_metadata_documents_bounded(text: str, fragment: str) -> None:
         ModelInfo.from_json(text)
     message = str(raised.value)
     assert fragment in message and "\n" not in message, message
+
+
+def test_staged_gradient_names_round_trip_and_are_absent_from_older_files() -> None:
+    from onnx_sise.model.info import StagedGradient
+
+    staged = ModelInfo.from_json(json.dumps(_document(staged_gradient={"from_tap": "a/b"})))
+    assert staged.staged_gradient == StagedGradient(from_tap="a/b")
+    assert ModelInfo.from_json(staged.to_json()) == staged
+    older = _document()
+    older.pop("staged_gradient", None)
+    assert ModelInfo.from_json(json.dumps(older)).staged_gradient is None

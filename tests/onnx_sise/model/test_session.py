@@ -10,8 +10,10 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
+from torch_reference import LITE0_TAP_MODULES, block_inputs_and_gradients
 
 from onnx_sise import Explainer
 from onnx_sise.errors import ModelError
@@ -93,3 +95,53 @@ def test_gpu_providers_missing_from_onnxruntime_are_named_in_one_line(lite0_path
     with pytest.raises(ModelError, match=f"no {missing[0]}.*onnx_sise\\[gpu\\]") as caught:
         Explainer(lite0_path, provider=provider)
     assert "\n" not in str(caught.value)
+def _relative_l2(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def test_a_gradient_call_from_each_tap_for_two_targets_matches_torch_autograd(lite0_path: Path, lite0_torch,
+                                                                               photos: Path) -> None:
+    """One call per starting tap k, two rows of class weights each (espresso, and a
+    second class): the gradient of each target's Psi at every tap from k on equals torch
+    autograd's (the export's tolerance), the taps before k are skipped."""
+    explainer = Explainer(lite0_path)
+    x, _ = explainer.preprocess(photos / "coffee.png")
+    targets = [967, 504]
+    references = [block_inputs_and_gradients(lite0_torch, LITE0_TAP_MODULES, x, t) for t in targets]
+    rows = np.zeros((2, explainer.info.num_classes), np.float32)
+    rows[[0, 1], targets] = 1.0
+    taps = len(explainer.info.taps)
+    for k in range(taps):
+        call = explainer.model.gradients(x, rows, from_tap=k)
+        assert len(call.features) == 2
+        np.testing.assert_allclose(call.scores, references[0][0], rtol=1e-4, atol=1e-6)
+        for row, (_, activations, gradients) in zip(call.features, references):
+            assert row[:k] == [None] * k
+            for features, a, g in zip(row[k:], activations[k:], gradients[k:]):
+                assert _relative_l2(features.activations, a.numpy()) < 1e-4
+                assert _relative_l2(features.gradients, g.numpy()) < 1e-2
+
+
+def test_files_before_the_staged_gradient_graph_are_called_one_row_at_a_time(lite0_path: Path,
+                                                                              photos: Path) -> None:
+    """The path for files that take one row and every tap (no from_tap, no by_rank
+    input) gives what the staged call gives: rows, weights over ranks, skipped taps."""
+    staged, old = Explainer(lite0_path), Explainer(lite0_path)
+    old.model.staged = False
+    x, _ = staged.preprocess(photos / "chelsea.png")
+    ranks = np.zeros((2, staged.info.num_classes), np.float32)
+    ranks[0, 0] = ranks[1, 1] = 1.0
+    zeros = np.zeros((1, staged.info.num_classes), np.float32)
+    for from_tap in (0, len(staged.info.taps) - 1):
+        a = staged.model.gradients(x, zeros, ranks, from_tap=from_tap, by_rank=True)
+        b = old.model.gradients(x, zeros, ranks, from_tap=from_tap, by_rank=True)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-7)
+        for row_a, row_b in zip(a.features, b.features, strict=True):
+            for fa, fb in zip(row_a, row_b, strict=True):
+                assert (fa is None) == (fb is None)
+                if fa is not None:
+                    np.testing.assert_allclose(fa.gradients, fb.gradients, rtol=1e-4,
+                                               atol=1e-4 * float(np.abs(fb.gradients).max()))
+    gradcam = staged.explain_targets(x, top_k=3, method="gradcam")
+    assert [e.target for e in gradcam] == [e.target for e in old.explain_targets(x, top_k=3, method="gradcam")]
+    assert [e.target for e in gradcam] == np.argsort(-staged.model.scores(x), kind="stable")[:3].tolist()
