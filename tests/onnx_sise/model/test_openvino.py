@@ -134,7 +134,7 @@ def test_threads_share_the_model_and_get_their_own_requests(f32: Explainer, coff
     ({"precision": "bf16"}, OptionError, "precision bf16 is an OpenVINO precision: give provider openvino too"),
     ({"provider": "openvino", "io_binding": True}, OptionError, "io_binding is onnxruntime's"),
     ({"provider": "openvino", "scoring_model": "variant.onnx"}, OptionError, "takes no scoring model"),
-    ({"provider": "openvino-tpu"}, ModelError, "provider 'openvino-tpu' is not one of cpu, cuda, openvino, openvino-gpu"),
+    ({"provider": "openvino-tpu"}, ModelError, "provider 'openvino-tpu' is not one of cpu, cuda, tensorrt, openvino, openvino-gpu"),
 ])
 def test_bad_settings_get_one_line(settings: dict, error: type, fragment: str, lite0_path: Path) -> None:
     with pytest.raises(error) as raised:
