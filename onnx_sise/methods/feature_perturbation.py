@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .cam import CamOptions, tap_index
+from .cam import CamOptions, one_tap, tap_index
 from .context import Context
 from .registry import Method, register
 from .result import MethodResult
@@ -50,7 +50,7 @@ def ablated(activations: np.ndarray, step: int, value: float) -> Iterator[tuple[
 def explain_ablation_cam(ctx: Context, layer: str | None = None) -> list[MethodResult]:
     taps = ctx.model.info.taps
     index = tap_index(ctx, layer)
-    activations = ctx.logit_features(ctx.targets[0])[index].activations
+    activations = ctx.logit_features(ctx.targets[0], index)[index].activations
     value = ablation_value(activations)
     _, _, whole, _ = next(ctx.head_outputs(index, [(activations[None], None)]))
     dropped = np.zeros((len(ctx.targets), activations.shape[0]), dtype=np.float64)
@@ -82,7 +82,7 @@ def recipro_copies(activations: np.ndarray, step: int) -> Iterator[tuple[np.ndar
 def explain_reciprocam(ctx: Context, layer: str | None = None) -> list[MethodResult]:
     taps = ctx.model.info.taps
     index = tap_index(ctx, layer)
-    activations = ctx.logit_features(ctx.targets[0])[index].activations
+    activations = ctx.logit_features(ctx.targets[0], index)[index].activations
     _, height, width = activations.shape
     outputs = np.zeros((len(ctx.targets), height * width), dtype=np.float64)
     for _, kept, logits, _ in ctx.head_outputs(index, recipro_copies(activations, ctx.batch.shape[0])):
@@ -99,7 +99,7 @@ def explain_reciprocam(ctx: Context, layer: str | None = None) -> list[MethodRes
 
 register(Method("ablation-cam", lambda ctx, o: explain_ablation_cam(ctx, o.layer), (CamOptions,),
                 "Ablation-CAM: feature maps weighted by the logit drop when each is ablated",
-                "Ablation-CAM, Desai and Ramaswamy, WACV 2020"))
+                "Ablation-CAM, Desai and Ramaswamy, WACV 2020", gradients=one_tap))
 register(Method("reciprocam", lambda ctx, o: explain_reciprocam(ctx, o.layer), (CamOptions,),
                 "Recipro-CAM: the class output of copies of the feature maps that keep one place each",
-                "Recipro-CAM, Byun and Lee 2022 (arXiv:2209.14074)"))
+                "Recipro-CAM, Byun and Lee 2022 (arXiv:2209.14074)", gradients=one_tap))
