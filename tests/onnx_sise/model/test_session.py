@@ -95,6 +95,8 @@ def test_gpu_providers_missing_from_onnxruntime_are_named_in_one_line(lite0_path
     with pytest.raises(ModelError, match=f"no {missing[0]}.*onnx_sise\\[gpu\\]") as caught:
         Explainer(lite0_path, provider=provider)
     assert "\n" not in str(caught.value)
+
+
 def _relative_l2(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
 
