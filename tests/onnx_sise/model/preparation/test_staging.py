@@ -157,3 +157,19 @@ def test_a_file_prepared_before_the_levels_is_explained_as_the_new_one(tmp_path:
         assert [m.target for m in maps[0]] == [m.target for m in maps[1]]
         for m_old, m_new in zip(*maps):
             np.testing.assert_allclose(m_old.saliency, m_new.saliency, atol=1e-5)
+
+
+def test_a_file_prepared_before_the_levels_gets_its_gradient_call_from_openvino(tmp_path: Path) -> None:
+    """Provider openvino cuts the gradient graph out of files made before the levels (the
+    staged ones keep onnxruntime's call) and runs it in f32: the same gradients."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    old = _prepared_before_the_levels(build(tmp_path / "model.onnx"), tmp_path / "old.sise.onnx", tmp_path / "old")
+    cpu, openvino = Explainer(old), Explainer(old, provider="openvino", precision="f32")
+    assert openvino.model.openvino is not None and openvino.model.openvino.gradient is not None
+    x = _image(cpu.info)[0]
+    weights = _weights()[:1]
+    a, b = (e.model.gradients(x, weights) for e in (cpu, openvino))
+    np.testing.assert_allclose(b.scores, a.scores, rtol=0, atol=1e-5 * np.abs(a.scores).max())
+    for fa, fb in zip(a.features[0], b.features[0], strict=True):
+        np.testing.assert_allclose(fb.gradients, fa.gradients, rtol=0, atol=1e-4 * np.abs(fa.gradients).max())
+        np.testing.assert_allclose(fb.activations, fa.activations, rtol=0, atol=1e-4 * np.abs(fa.activations).max())
