@@ -95,8 +95,8 @@ class Explainer:
             bytes; or a plain ONNX classifier (see `prepare`).
         provider: "cpu"; "cuda" or "tensorrt" (TensorRT, CUDA for the nodes it does not
             take) with onnxruntime-gpu; or "openvino" ("openvino-gpu"): the masked passes
-            run in OpenVINO on the CPU (an Intel GPU), the gradient call in OpenVINO float32
-            on the CPU (onnx_sise[openvino], model/openvino.py).
+            run in OpenVINO on the CPU (an Intel GPU) in `precision`, the gradient call in
+            onnxruntime (onnx_sise[openvino], model/openvino.py).
         threads: onnxruntime (and OpenVINO) intra-op threads, capped at the CPUs this
             process may use (default: the runtime's choice).
         precision: the masked passes' arithmetic with provider "openvino": "f32", "bf16"
