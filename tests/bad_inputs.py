@@ -692,7 +692,7 @@ CASES: list[Case] = [
          "tensor 'image' has shape [1, 3, 224, 224], its metadata says [1, 3, 200, 224]", model_cli),
     Case("metadata_class_count", "model",
          retouched(lambda d: d.update(num_classes=999, labels=d["labels"][:999]), "classes"), ModelError,
-         "tensor 'target_weights' has shape [1, 1000], its metadata says [1, 999]", model_cli),
+         "tensor 'target_weights' has shape [?, 1000], its metadata says [1, 999]", model_cli),
     Case("metadata_layout", "model", retouched(set_in("input", "layout", value="NHWC"), "layout"), ModelError,
          "its metadata says [1, 224, 224, 3]", model_cli),
     Case("metadata_tap_channels", "model", retouched(set_in("taps", 0, "channels", value=17), "tap"), ModelError,
