@@ -2,9 +2,8 @@
 
     python benchmarks/bench_openvino.py --model lite0.sise.onnx [--folder PHOTOS] [--threads 2]
         [--methods gradcam,sise,ada-sise,score-cam,rise] [--rise-masks 2000] [--long-photos 6]
-        [--resnet50 resnet50.sise.onnx]
 
-Three parts, each through the public API (the pass part through openvino itself, to
+Two parts, each through the public API (the pass part through openvino itself, to
 compare the settings model/openvino.py chose among):
 1. one masked pass (batch 32, Lite0's scoring graph) in onnxruntime's CPU provider and in
    OpenVINO f32 / bf16 with the LATENCY or THROUGHPUT hint and a dynamic or static batch:
@@ -12,11 +11,9 @@ compare the settings model/openvino.py chose among):
 2. per method on the photo set (benchmarks/photo_set.py; RISE and Score-CAM, the long
    ones, on the first --long-photos only), the photo's target class explained by onnxruntime f32,
    OpenVINO f32 and OpenVINO bf16 in turn: median seconds per photo and the Pearson r of
-   each OpenVINO map with onnxruntime's (worst and median over the photos);
-3. with --resnet50 (an explainable ResNet-50, e.g. export_zoo("resnet50", path): random
-   weights where no pretrained ones are at hand) SISE and Ada-SISE seconds on coffee with
-   onnxruntime and with the fastest backend whose Lite0 maps kept r >= 0.95 in part 2,
-   against the SISE paper's Tesla T4 times.
+   each OpenVINO map with onnxruntime's (worst and median over the photos).
+ResNet-50's SISE and Ada-SISE on each backend against the paper's T4 times:
+benchmarks/resnet50_vs_paper.py.
 The machine may be shared: compare the backends within one run (they take turns), not
 across runs. Prints the machine, CPU flags, providers and threads; appends the tables
 and the command to benchmarks/RESULTS.md.
@@ -42,8 +39,6 @@ from onnx_sise.model.info import METADATA_KEY, ModelInfo
 from onnx_sise.model.scoring import scoring_graph
 
 HERE = Path(__file__).resolve().parent
-PAPER_T4 = {"sise": 9.21, "ada-sise": 6.29}  # SISE paper, ResNet-50 on a Tesla T4, seconds
-FIDELITY = 0.95
 LONG = ("rise", "score-cam")  # hundreds to thousands of passes a photo
 
 
@@ -104,7 +99,7 @@ def backends(model: Path, threads: int, precisions: list[str]) -> dict[str, Expl
 
 
 def fidelity_table(model: Path, folder: Path | None, methods: list[str], threads: int, rise_masks: int,
-                   long_photos: int, photos: slice, precisions: list[str]) -> tuple[list[str], dict[tuple[str, str], float]]:
+                   long_photos: int, photos: slice, precisions: list[str]) -> list[str]:
     explainers = backends(model, threads, precisions)
     names = list(explainers)
     chosen = photo_set(folder)[photos]
@@ -129,39 +124,14 @@ def fidelity_table(model: Path, folder: Path | None, methods: list[str], threads
     header = ["method", "photos", *(f"{n} s" for n in names), *(f"{n} speed-up" for n in names[1:]),
               *(f"{n} r worst / median" for n in names[1:])]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    worst: dict[tuple[str, str], float] = {}
     for method in methods:
         medians = {n: statistics.median(seconds[(method, n)]) for n in names}
-        for n in names[1:]:
-            worst[(method, n)] = min(r[(method, n)])
         label = f"{method} ({rise_masks} masks)" if method == "rise" else method
         rows.append(f"| {label} | {len(seconds[(method, names[0])])} | "
                     + " | ".join(f"{medians[n]:.2f}" for n in names) + " | "
                     + " | ".join(f"{medians[names[0]] / medians[n]:.2f}x" for n in names[1:]) + " | "
                     + " | ".join(f"{min(r[(method, n)]):.4f} / {statistics.median(r[(method, n)]):.4f}"
                                  for n in names[1:]) + " |")
-        print(rows[-1], flush=True)
-    return rows, worst
-
-
-def resnet_table(model: Path, folder: Path | None, threads: int, worst: dict[tuple[str, str], float],
-                 precisions: list[str]) -> list[str]:
-    """ResNet-50 SISE and Ada-SISE on coffee: onnxruntime and the fastest faithful backend."""
-    faithful = [b for b in ("OpenVINO bf16", "OpenVINO f32")
-                if all(worst.get((m, b), 0.0) >= FIDELITY for m in ("sise", "ada-sise"))]
-    chosen = ["onnxruntime f32", *faithful[:1]]
-    explainers = {name: e for name, e in backends(model, threads, precisions).items() if name in chosen}
-    coffee = next(p for p in photo_set(folder) if p.path.name == "coffee.png")
-    rows = ["| ResNet-50 on coffee.png | " + " | ".join(f"{n} s (passes)" for n in chosen)
-            + " | SISE paper, Tesla T4 s | ours / T4 (best) |", "|" + "---|" * (len(chosen) + 3)]
-    for method in ("sise", "ada-sise"):
-        cells = []
-        best = float("inf")
-        for name in chosen:
-            result = explainers[name].explain(coffee.path, target=coffee.target, method=method)
-            cells.append(f"{result.seconds:.1f} ({result.passes})")
-            best = min(best, result.seconds)
-        rows.append(f"| {method} | " + " | ".join(cells) + f" | {PAPER_T4[method]:.2f} | {best / PAPER_T4[method]:.1f}x |")
         print(rows[-1], flush=True)
     return rows
 
@@ -179,8 +149,7 @@ def main() -> None:
                         help="OpenVINO precisions beside onnxruntime in the maps and ResNet-50 parts (default: %(default)s)")
     parser.add_argument("--skip", type=int, default=0, help="leave out the first N photos (default: none)")
     parser.add_argument("--limit", type=int, default=None, help="the first N photos only (default: all)")
-    parser.add_argument("--parts", default="passes,maps,resnet50", help="(default: %(default)s)")
-    parser.add_argument("--resnet50", type=Path, default=None, help="explainable ResNet-50 (default: no part 3)")
+    parser.add_argument("--parts", default="passes,maps", help="(default: %(default)s)")
     args = parser.parse_args()
     parts = args.parts.split(",")
     precisions = [p for p in args.precisions.split(",") if p]
@@ -192,16 +161,12 @@ def main() -> None:
     sections = []
     if "passes" in parts:
         sections.append("### One masked pass\n\n" + "\n".join(pass_table(args.model, args.threads)))
-    worst: dict[tuple[str, str], float] = {}
     if "maps" in parts:
         methods = [m for m in args.methods.split(",") if m]
-        rows, worst = fidelity_table(args.model, args.folder, methods, args.threads, args.rise_masks,
+        rows = fidelity_table(args.model, args.folder, methods, args.threads, args.rise_masks,
                                      args.long_photos, slice(args.skip, args.limit), precisions)
         sections.append("### Maps on the photo set: median seconds per photo, Pearson r with onnxruntime's map\n\n"
                         + "\n".join(rows))
-    if args.resnet50 is not None and "resnet50" in parts:
-        sections.append("### ResNet-50 (random weights: timing only), SISE and Ada-SISE\n\n"
-                        + "\n".join(resnet_table(args.resnet50, args.folder, args.threads, worst, precisions)))
     command = "python benchmarks/bench_openvino.py " + " ".join(sys.argv[1:])
     with open(HERE / "RESULTS.md", "a", encoding="utf-8") as handle:
         handle.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\n{head}; the machine is shared with other "

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ModelError, OptionError, PlainModelError
-from .info import METADATA_KEY, ModelInfo, parse_object
+from .info import METADATA_KEY, ModelInfo, Tap, parse_object
 from .openvino import DEFAULT_PRECISION, DEVICES, OpenVinoModel, checked_precision
 from .runtime import QUIET_LOG_SEVERITY, RUNTIME_ERRORS, first_line, model_bytes, open_session
 from .shapes import check_scoring_shapes, check_shapes, expect_shape, image_dims, mask_geometry
@@ -235,18 +235,11 @@ class ExplainableModel:
                  staged.from_tap: np.array(from_tap, np.int64), staged.by_rank: np.array(by_rank)}
         if logit_weights is not None:
             feeds[names.logit_weights] = logit_weights
-        outputs = self._gradient_run([names.logits, names.scores, *(t.activation_output for t in wanted),
-                                      *(t.gradient_output for t in wanted)], feeds)
         rows = max(target_weights.shape[0], 1 if logit_weights is None else logit_weights.shape[0])
-        logits, scores, activations, gradients = outputs[0], outputs[1], outputs[2:2 + len(wanted)], outputs[2 + len(wanted):]
-        expect_shape(logits, (1, self.info.num_classes), names.logits, self.source)
-        expect_shape(scores, (1, self.info.num_classes), names.scores, self.source)
-        for tap, a, g in zip(wanted, activations, gradients):
-            expect_shape(a, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
-            expect_shape(g, (rows, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
+        logits, scores, activations, gradients = self._checked_gradient_run(feeds, wanted, rows)
         skipped: list[BlockFeatures | None] = [None] * from_tap
         features = [skipped + [BlockFeatures(a[0], g[r]) for a, g in zip(activations, gradients)] for r in range(rows)]
-        return GradientCall(logits[0], scores[0], features)
+        return GradientCall(logits, scores, features)
 
     def _gradients_one_row_at_a_time(self, image: np.ndarray, target_weights: np.ndarray,
                                      logit_weights: np.ndarray | None, from_tap: int, by_rank: bool) -> GradientCall:
@@ -254,7 +247,6 @@ class ExplainableModel:
         taps = self.info.taps
         names = self.info.graph
         rows = max(target_weights.shape[0], 1 if logit_weights is None else logit_weights.shape[0])
-        logits = scores = None
         features = []
         order = None
         for r in range(rows):
@@ -268,19 +260,26 @@ class ExplainableModel:
             feeds = {names.image: image[None], names.target_weights: w[None], **self._gradient_switch}
             if u is not None:
                 feeds[names.logit_weights] = u[None]
-            outputs = self._gradient_run([names.logits, names.scores, *(t.activation_output for t in taps),
-                                          *(t.gradient_output for t in taps)], feeds)
-            logits, scores = outputs[0], outputs[1]
-            row: list[BlockFeatures | None] = [None] * from_tap
-            for index, (tap, a, g) in enumerate(zip(taps, outputs[2:2 + len(taps)], outputs[2 + len(taps):])):
-                expect_shape(a, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
-                expect_shape(g, (1, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
-                if index >= from_tap:
-                    row.append(BlockFeatures(a[0], g[0]))
-            features.append(row)
+            logits, scores, activations, gradients = self._checked_gradient_run(feeds, taps, 1)
+            skipped: list[BlockFeatures | None] = [None] * from_tap
+            features.append(skipped + [BlockFeatures(a[0], g[0])
+                                       for a, g in zip(activations[from_tap:], gradients[from_tap:])])
+        return GradientCall(logits, scores, features)
+
+    def _checked_gradient_run(self, feeds: dict[str, np.ndarray], taps: Sequence[Tap],
+                              rows: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """A gradient run for `taps`, its shapes checked: logits and scores (classes,), per tap
+        A (1, C, H, W) and dA (rows, C, H, W)."""
+        names = self.info.graph
+        outputs = self._gradient_run([names.logits, names.scores, *(t.activation_output for t in taps),
+                                      *(t.gradient_output for t in taps)], feeds)
+        logits, scores, activations, gradients = outputs[0], outputs[1], outputs[2:2 + len(taps)], outputs[2 + len(taps):]
         expect_shape(logits, (1, self.info.num_classes), names.logits, self.source)
         expect_shape(scores, (1, self.info.num_classes), names.scores, self.source)
-        return GradientCall(logits[0], scores[0], features)
+        for tap, a, g in zip(taps, activations, gradients, strict=True):
+            expect_shape(a, (1, tap.channels, tap.height, tap.width), tap.activation_output, self.source)
+            expect_shape(g, (rows, tap.channels, tap.height, tap.width), tap.gradient_output, self.source)
+        return logits[0], scores[0], activations, gradients
 
     def _gradient_run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list:
         """A run of the gradient sub-graph: in OpenVINO f32 where it compiled one (files made

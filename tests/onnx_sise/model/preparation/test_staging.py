@@ -5,12 +5,7 @@ classes of that rank give."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import subprocess
-import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -18,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from handwritten_models import CLASSES, SIZE, build
+from previous_export import run_as_of
 
 from onnx_sise import Explainer
 from onnx_sise.model.preparation import prepare_onnx
@@ -25,7 +21,6 @@ from onnx_sise.model.preparation import prepare_onnx
 ON = np.array(True)
 # The last commit whose preparation wrote one gradient graph for every tap and one row of weights.
 OLD_LAYOUT_COMMIT = "811b3af"
-REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture(scope="module", params=["NCHW", "NHWC"])
@@ -124,15 +119,10 @@ def test_the_deepest_taps_call_runs_no_backward_of_the_shallower_blocks(prepared
 
 def _prepared_before_the_levels(source: Path, out: Path, folder: Path) -> Path:
     """`source` prepared by the preparation of OLD_LAYOUT_COMMIT (read from git history, run in a subprocess)."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", OLD_LAYOUT_COMMIT, "onnx_sise"],
-                             capture_output=True, timeout=120)
-    if archive.returncode != 0:
-        pytest.skip("the repository's history is not here (a shallow clone)")
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(folder, filter="data")
     code = "import sys; from onnx_sise.model.preparation import prepare_onnx; prepare_onnx(sys.argv[1], sys.argv[2])"
-    done = subprocess.run([sys.executable, "-c", code, str(source), str(out)], capture_output=True, text=True,
-                          timeout=600, cwd=folder, env={**os.environ, "PYTHONPATH": str(folder)})
+    done = run_as_of(OLD_LAYOUT_COMMIT, ["onnx_sise"], folder, code, str(source), str(out), timeout=600)
+    if done is None:
+        pytest.skip("the repository's history is not here (a shallow clone)")
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
