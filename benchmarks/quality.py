@@ -3,14 +3,14 @@ intervals and paired wins/losses, then the fusion study (benchmarks/fusion_study
 
     python benchmarks/quality.py [--model lite0.sise.onnx] [--photos N] [--methods a,b,...]
                                  [--parts methods,fusion] [--steps 100] [--rise-masks 2000]
-                                 [--folder PHOTOS] [--work DIR]
+                                 [--folder PHOTOS] [--work DIR] [--cached-only]
 
 The photos are benchmarks/photo_set.py's (34 real photos from PyPI packages; 22 with boxes
 get every metric, the others the model-truth metrics).
 
-`make quality` runs it with the defaults. Each method's report is kept in --work (default
-~/.cache/onnx_sise/quality, keyed by method, options and photo set), so a run cut off goes
-on where it stopped. Appends its tables and the command to benchmarks/RESULTS.md.
+`make quality` runs it with the defaults. Each method's report, and each photo's row of it,
+is kept in --work (default ~/.cache/onnx_sise/quality, keyed by method, options and photo
+set or photo), so a run cut off goes on from the photo where it stopped. Appends its tables and the command to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from photo_set import Photo, photo_set  # noqa: E402
 from onnx_sise import Explainer  # noqa: E402
 from onnx_sise.evaluation import METRICS  # noqa: E402
 from onnx_sise.evaluation.annotations import load_annotations  # noqa: E402
-from onnx_sise.evaluation.evaluate import evaluate  # noqa: E402
+from onnx_sise.evaluation.evaluate import image_row, summarised  # noqa: E402
 from onnx_sise.evaluation.report import paired_table, table  # noqa: E402
 from onnx_sise.methods import METHODS  # noqa: E402
 
@@ -95,14 +95,28 @@ def method_and_options(label: str) -> tuple[str, dict[str, object]]:
     return method, options
 
 
+def cache_path(work: Path, key: dict) -> Path:
+    """Where the result for `key` is kept in `work`: under a hash of the key."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return work / f"{key['part']}-{digest}.json"
+
+
+def cached(work: Path, key: dict) -> dict | None:
+    """The result kept for `key`, or None."""
+    path = cache_path(work, key)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def cached_report(work: Path, key: dict, compute) -> dict:  # noqa: ANN001
     """compute()'s result, kept in `work` under a hash of `key`."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = work / f"{key['part']}-{digest}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    found = cached(work, key)
+    if found is not None:
+        return found
+    path = cache_path(work, key)
     result = compute()
-    path.write_text(json.dumps(result))
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(result))
+    partial.replace(path)
     return result
 
 
@@ -117,6 +131,8 @@ def run() -> None:
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
     parser.add_argument("--folder", type=Path, default=None, help="photo cache (default: photo_set's)")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "onnx_sise" / "quality")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="compute nothing: tabulate what --work holds, methods cut off on the photos they reached")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
@@ -130,6 +146,7 @@ def run() -> None:
         explainer = Explainer(model)
         photo_key = sorted((a.file.name, a.target) for a in annotations)
         sections = []
+        partial: dict[str, int] = {}
         if "methods" in parts:
             report = {}
             for label in methods:
@@ -139,15 +156,32 @@ def run() -> None:
                 key = {"part": "methods", "method": method, "options": options, "steps": args.steps,
                        "photos": photo_key}
                 print(f"{label} ...", flush=True)
-                found = cached_report(args.work, key, lambda m=method, o=options: evaluate(
-                    explainer, annotations, [m], metric_names, steps=args.steps, **o))
+                row_keys = [{"part": "row", "method": method, "options": options, "steps": args.steps,
+                             "photo": [item.file.name, item.target]} for item in annotations]
+                if args.cached_only:
+                    rows = [row for row in (cached(args.work, k) for k in row_keys) if row is not None]
+                    found = cached(args.work, key) or ({method: summarised(rows, metric_names)} if rows else None)
+                    if found is None:
+                        continue
+                    measured = len(found[method]["images"])
+                    if measured < len(annotations):
+                        partial[label] = measured
+                        label = f"{label} ({measured} photos)"
+                else:
+                    found = cached_report(args.work, key, lambda m=method, o=options: {m: summarised(
+                        [cached_report(args.work, k, lambda i=item: image_row(explainer, i, m, metric_names,
+                                                                              args.steps, o))
+                         for k, item in zip(row_keys, annotations)], metric_names)})
                 report[label] = found[method]
             sections.append(f"### Every method, {len(annotations)} photos: mean [95 % bootstrap interval]\n\n"
-                            f"{table(report, metric_names)}\n")
+                            f"{table(report, metric_names)}\n"
+                            + (f"\nMeasured on fewer photos (the run was stopped): {', '.join(partial)}; their "
+                               "means and intervals are over those photos only.\n" if partial else ""))
+            complete = {label: entry for label, entry in report.items() if len(entry["images"]) == len(annotations)}
             for reference in ("sise", "gradcam"):
-                if reference in report:
+                if reference in complete:
                     sections.append(f"### Paired, photo by photo: wins-losses against {reference}\n\n"
-                                    f"{paired_table(report, metric_names, reference)}\n")
+                                    f"{paired_table(complete, metric_names, reference)}\n")
         if "fusion" in parts:
             key = {"part": "fusion", "variants": [str(v) for v in VARIANTS], "steps": args.steps,
                    "photos": photo_key}
