@@ -10,7 +10,7 @@ from . import _core
 from ._core import Buffer, accumulate_into, masked_batch_into, masks_from_features
 
 __all__ = ["Buffer", "accumulate_into", "masked_batch_into", "masks_from_features", "upsample_bilinear",
-           "minmax_normalize", "build_masked_batch", "accumulate_contributions", "otsu_threshold", "fuse_cascade"]
+           "bilinear_matrix", "minmax_normalize", "build_masked_batch", "accumulate_contributions", "otsu_threshold", "fuse_cascade"]
 
 OTSU_BINS: int = _core.otsu_bins
 
@@ -26,6 +26,20 @@ def _f32(array: np.ndarray) -> np.ndarray:
 def upsample_bilinear(maps: np.ndarray, height: int, width: int, device: str = "cpu") -> np.ndarray:
     """Resize maps (N, h, w) to (N, height, width), half-pixel centres (cv2 INTER_LINEAR)."""
     return _core.upsample_bilinear(_f32(maps), int(height), int(width), device)
+
+
+def bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """(out_size, in_size) matrix R with R @ v = half-pixel-centre bilinear resize of v
+    (the convention of upsample_bilinear and torch's align_corners=False)."""
+    src = np.clip((np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5, 0, None)
+    lo = np.minimum(np.floor(src).astype(int), in_size - 1)
+    frac = np.where(lo >= in_size - 1, 0.0, src - lo)
+    hi = np.minimum(lo + 1, in_size - 1)
+    matrix = np.zeros((out_size, in_size))
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, lo), 1 - frac)
+    np.add.at(matrix, (rows, hi), frac)
+    return matrix.astype(np.float32)
 
 
 def minmax_normalize(maps: np.ndarray, device: str = "cpu") -> np.ndarray:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from onnx_sise.kernels import bilinear_matrix
 from onnx_sise.model.info import InputSpec
-from onnx_sise.model.preparation.compose import bilinear_matrix
 
 from .taps import TapCapture, TapSite
 

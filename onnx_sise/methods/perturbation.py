@@ -38,25 +38,29 @@ class RiseOptions:
 
 def rise_masks(count: int, size: tuple[int, int], step: int, cells: int = 7, p: float = 0.5,
                seed: int = 0) -> Iterator[tuple[np.ndarray, None]]:
-    """RISE's mask generator in chunks of `step`, reproducible for a seed."""
+    """RISE's mask generator in chunks of `step`, reproducible for a seed: each s x s grid
+    upsampled bilinearly to (s + 1) cells and cropped at a random shift. Bilinear resizing
+    is separable, so each mask is Ry[y:y + H] @ grid @ Rx[x:x + W].T, computed for the
+    cropped window only (kernels.bilinear_matrix gives R)."""
     height, width = size
     rng = np.random.default_rng(seed)
     cell_h, cell_w = -(-height // cells), -(-width // cells)
-    up_h, up_w = (cells + 1) * cell_h, (cells + 1) * cell_w
+    up_rows = kernels.bilinear_matrix((cells + 1) * cell_h, cells)
+    up_cols = np.ascontiguousarray(kernels.bilinear_matrix((cells + 1) * cell_w, cells).T)
     for start in range(0, count, step):
         n = min(step, count - start)
         grids = (rng.random((n, cells, cells)) < p).astype(np.float32)
         shifts = rng.integers(0, [cell_h, cell_w], size=(n, 2))
-        upsampled = kernels.upsample_bilinear(grids, up_h, up_w)
-        masks = np.stack([upsampled[i, y:y + height, x:x + width] for i, (y, x) in enumerate(shifts)])
-        yield np.ascontiguousarray(masks), None
+        rows = np.stack([up_rows[y:y + height] for y in shifts[:, 0]])
+        cols = np.stack([up_cols[:, x:x + width] for x in shifts[:, 1]])
+        yield np.matmul(np.matmul(rows, grids), cols), None
 
 
 def explain_rise(ctx: Context, masks: int = 2000, cells: int = 7, p: float = 0.5, seed: int = 0) -> list[MethodResult]:
     height, width = ctx.size
     acc = np.zeros((len(ctx.targets), height * width), dtype=np.float64)
     for chunk, _, scores in ctx.score_masks(rise_masks(masks, ctx.size, ctx.batch.shape[0], cells, p, seed)):
-        acc += scores.T.astype(np.float64) @ chunk.reshape(chunk.shape[0], -1)
+        acc += np.einsum("bt,bp->tp", scores.astype(np.float32), chunk.reshape(chunk.shape[0], -1))
         ctx.progress(chunk.shape[0])
     maps = (acc / (masks * p)).reshape(-1, height, width).astype(np.float32)
     return [MethodResult(saliency=m, block_maps={}, masks_used={"rise": masks},

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from onnx_sise import Explainer, ModelError
 from onnx_sise.images.blur import blurred
+from onnx_sise.kernels import bilinear_matrix
 from onnx_sise.methods.igos import perturbed
-from onnx_sise.model.preparation.compose import bilinear_matrix
 from onnx_sise.model.session import MaskGradient
 from onnx_sise_export import GRADIENT_L2_TOLERANCE, SCORE_TOLERANCE
 

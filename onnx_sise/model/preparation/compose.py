@@ -12,6 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_sise.errors import ExportError
+from onnx_sise.kernels import bilinear_matrix
 
 PREFIX = "onnx_sise::"
 IMAGE = PREFIX + "image"
@@ -106,20 +107,6 @@ def gradient_objective(model: onnx.ModelProto, image_name: str, kind: str, num_c
     constants = [numpy_helper.from_array(np.array([num_classes], np.int64), PREFIX + "class_count"),
                  numpy_helper.from_array(np.array(0, np.float32), PREFIX + "zero")]
     return _model(model, nodes, inputs, [LOGITS, SCORES, OBJECTIVE, *extra_outputs], constants)
-
-
-def bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
-    """(out_size, in_size) matrix R with R @ v = half-pixel-centre bilinear resize of v
-    (the convention of onnx_sise.kernels.upsample_bilinear and torch's align_corners=False)."""
-    src = np.clip((np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5, 0, None)
-    lo = np.minimum(np.floor(src).astype(int), in_size - 1)
-    frac = np.where(lo >= in_size - 1, 0.0, src - lo)
-    hi = np.minimum(lo + 1, in_size - 1)
-    matrix = np.zeros((out_size, in_size))
-    rows = np.arange(out_size)
-    np.add.at(matrix, (rows, lo), 1 - frac)
-    np.add.at(matrix, (rows, hi), frac)
-    return matrix.astype(np.float32)
 
 
 def mask_objective(model: onnx.ModelProto, image_name: str, kind: str, layout: str, height: int, width: int,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import reference
 
 from onnx_sise import Explainer
 from onnx_sise.methods.perturbation import rise_masks
@@ -18,6 +20,24 @@ def test_rise_masks_follow_the_generator_and_are_seeded() -> None:
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert abs(first.mean() - 0.5) < 0.1
+
+
+@pytest.mark.parametrize(("size", "cells"), [((224, 224), 7), ((240, 320), 7), ((17, 5), 3)])
+def test_rise_masks_are_the_upsampled_grids_cropped_at_their_shifts(size: tuple[int, int], cells: int) -> None:
+    """RISE's definition (Petsiuk et al. 2018, section 3.2): each s x s grid upsampled
+    bilinearly to (s + 1) C_H x (s + 1) C_W and cropped at a shift in [0, C); the same
+    draws from the seeded generator, resized by the NumPy reference."""
+    height, width = size
+    cell_h, cell_w = -(-height // cells), -(-width // cells)
+    rng = np.random.default_rng(5)
+    expected = []
+    for n in (16, 16, 8):
+        grids = (rng.random((n, cells, cells)) < 0.5).astype(np.float32)
+        shifts = rng.integers(0, [cell_h, cell_w], size=(n, 2))
+        up = reference.upsample_bilinear(grids, (cells + 1) * cell_h, (cells + 1) * cell_w)
+        expected += [up[i, y:y + height, x:x + width] for i, (y, x) in enumerate(shifts)]
+    ours = np.concatenate([m for m, _ in rise_masks(40, size, 16, cells=cells, p=0.5, seed=5)])
+    np.testing.assert_allclose(ours, np.stack(expected), rtol=0, atol=1e-6)
 
 
 def test_rise_and_score_cam_on_a_real_photo(lite0_path: Path, photos: Path) -> None:
