@@ -27,12 +27,15 @@ def distinct_maps(activations: np.ndarray, indices: np.ndarray) -> tuple[np.ndar
     if varying.size == 0:
         return indices[:0], group
     unit = (flat[varying] - lo[varying]) / (hi[varying] - lo[varying])
-    _, first, inverse = np.unique(unit, axis=0, return_index=True, return_inverse=True)
-    order = np.argsort(varying[first])
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    group[varying] = rank[inverse.ravel()]
-    return indices[varying[first][order]], group
+    # Equal masks are equal bytes here: the values are finite, and a zero is +0.0 (x - x).
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    for position, row in enumerate(unit):
+        representative = seen.setdefault(row.tobytes(), len(first))
+        if representative == len(first):
+            first.append(position)
+        group[varying[position]] = representative
+    return indices[varying[first]], group
 
 
 def attribution_masks(activations: np.ndarray, indices: np.ndarray, size: tuple[int, int], step: int,
