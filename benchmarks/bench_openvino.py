@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--long-photos", type=int, default=6,
                         help="photos RISE and Score-CAM run on (default: %(default)s)")
     parser.add_argument("--precisions", default="f32,bf16",
-                        help="OpenVINO precisions beside onnxruntime in the maps and ResNet-50 parts (default: %(default)s)")
+                        help="OpenVINO precisions beside onnxruntime in the maps part (default: %(default)s)")
     parser.add_argument("--skip", type=int, default=0, help="leave out the first N photos (default: none)")
     parser.add_argument("--limit", type=int, default=None, help="the first N photos only (default: all)")
     parser.add_argument("--parts", default="passes,maps", help="(default: %(default)s)")
@@ -164,7 +164,7 @@ def main() -> None:
     if "maps" in parts:
         methods = [m for m in args.methods.split(",") if m]
         rows = fidelity_table(args.model, args.folder, methods, args.threads, args.rise_masks,
-                                     args.long_photos, slice(args.skip, args.limit), precisions)
+                              args.long_photos, slice(args.skip, args.limit), precisions)
         sections.append("### Maps on the photo set: median seconds per photo, Pearson r with onnxruntime's map\n\n"
                         + "\n".join(rows))
     command = "python benchmarks/bench_openvino.py " + " ".join(sys.argv[1:])

@@ -10,7 +10,9 @@ get every metric, the others the model-truth metrics).
 
 `make quality` runs it with the defaults. Each method's report, and each photo's row of it,
 is kept in --work (default ~/.cache/onnx_sise/quality, keyed by method, options and photo
-set or photo), so a run cut off goes on from the photo where it stopped. Appends its tables and the command to benchmarks/RESULTS.md.
+set or photo), so a run cut off goes on from the photo where it stopped; --cached-only
+computes nothing and tabulates what --work holds (a part or method with nothing kept is
+left out). Appends its tables and the command to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -185,7 +187,9 @@ def run() -> None:
         if "fusion" in parts:
             key = {"part": "fusion", "variants": [str(v) for v in VARIANTS], "steps": args.steps,
                    "photos": photo_key}
-            fusion = cached_report(args.work, key, lambda: study(explainer, annotations, metric_names, args.steps))
+            fusion = cached(args.work, key) if args.cached_only else cached_report(
+                args.work, key, lambda: study(explainer, annotations, metric_names, args.steps))
+        if "fusion" in parts and fusion is not None:
             sections.append(f"### Fusion study, {len(annotations)} photos (benchmarks/fusion_study.py)\n\n"
                             f"{table(fusion, metric_names)}\n\nExact zeros in the map (mean over photos): "
                             + "; ".join(f"{name}: {100 * mean(r['zeros'] for r in entry['images']):.0f} %"

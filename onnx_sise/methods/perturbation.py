@@ -60,7 +60,7 @@ def explain_rise(ctx: Context, masks: int = 2000, cells: int = 7, p: float = 0.5
     height, width = ctx.size
     acc = np.zeros((len(ctx.targets), height * width), dtype=np.float64)
     for chunk, _, scores in ctx.score_masks(rise_masks(masks, ctx.size, ctx.batch.shape[0], cells, p, seed)):
-        acc += np.einsum("bt,bp->tp", scores.astype(np.float32), chunk.reshape(chunk.shape[0], -1))
+        acc += np.einsum("bt,bp->tp", scores.astype(np.float32, copy=False), chunk.reshape(chunk.shape[0], -1))
         ctx.progress(chunk.shape[0])
     maps = (acc / (masks * p)).reshape(-1, height, width).astype(np.float32)
     return [MethodResult(saliency=m, block_maps={}, masks_used={"rise": masks},
