@@ -133,6 +133,7 @@ def run() -> None:
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
     parser.add_argument("--folder", type=Path, default=None, help="photo cache (default: photo_set's)")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "onnx_sise" / "quality")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     parser.add_argument("--cached-only", action="store_true",
                         help="compute nothing: tabulate what --work holds, methods cut off on the photos they reached")
     args = parser.parse_args()
@@ -145,7 +146,7 @@ def run() -> None:
         chosen = photo_set(args.folder)[:args.photos]
         model = model_or_export(args.model, Path(tmp))
         annotations = load_annotations(annotations_of(chosen, Path(tmp)), chosen[0].path.parent, 1000, need_truth=True)
-        explainer = Explainer(model)
+        explainer = Explainer(model, threads=args.threads)
         photo_key = sorted((a.file.name, a.target) for a in annotations)
         sections = []
         partial: dict[str, int] = {}

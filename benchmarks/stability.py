@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks, seed 0 (default: 2000)")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"(default: {','.join(METHODS)})")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     parser.add_argument("--no-variants", action="store_true",
                         help="skip SISE's and Ada-SISE's option variants and their faithfulness (default: run them)")
     args = parser.parse_args()
@@ -53,7 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = model_or_export(args.model, Path(tmp))
         photos = chosen[0].path.parent
-        explainer = Explainer(model)
+        explainer = Explainer(model, threads=args.threads)
         annotations = load_annotations(annotations_of(chosen, Path(tmp)), photos, explainer.info.num_classes, True)
         options = {"rise_masks": args.rise_masks, "seed": 0}
         methods = args.methods.split(",")
