@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 ARTIFACTS ?= artifacts
 PHOTO = $(shell $(PY) -c "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'coffee.png'))")
 
-.PHONY: demo test install check-no-cuda bench bench-peers quality clean
+.PHONY: demo test install check-no-cuda bench bench-peers quality quality-refinements clean
 
 # The last pip line installs the peers the tests compare our methods with (tests/peers)
 # without their declared dependencies: those pull torchvision (CUDA builds on PyPI, which
@@ -61,12 +61,26 @@ bench-peers: install
 	$(PY) benchmarks/bench_peers.py --rise-5000
 
 # Are our maps better? Every method x metric on the 34 photos of benchmarks/photo_set.py
-# with intervals, the fusion study, the sanity checks and the stability study -> RESULTS.md.
-quality: install
+# with intervals, the fusion study, the sanity checks and the stability study -> RESULTS.md
+# (about 4 hours on 2 cores). quality-refinements adds SIGCAM and UCAG on every method
+# (about a day on 2 cores: UCAG explains 36 patches), kept photo by photo in quality.py's
+# --work, then tabulates every method in one table.
+QUALITY_MODEL := build/lite0.sise.onnx
+
+$(QUALITY_MODEL): $(VENV)/.installed
+	mkdir -p build
+	$(PY) -m onnx_sise export --zoo efficientnet-lite0 -o $@
+
+quality: $(QUALITY_MODEL)
 	$(PY) -m pip install --quiet ".[bench]"
-	$(PY) benchmarks/quality.py
-	$(PY) benchmarks/sanity_checks.py --photos 8
-	$(PY) benchmarks/stability.py --photos 8
+	$(PY) benchmarks/quality.py --model $(QUALITY_MODEL)
+	$(PY) benchmarks/sanity_checks.py --model $(QUALITY_MODEL)
+	$(PY) benchmarks/stability.py --model $(QUALITY_MODEL)
+
+quality-refinements: $(QUALITY_MODEL)
+	$(PY) -m pip install --quiet ".[bench]"
+	$(PY) benchmarks/quality.py --model $(QUALITY_MODEL) --parts methods --methods refinements
+	$(PY) benchmarks/quality.py --model $(QUALITY_MODEL) --cached-only --methods all
 
 clean:
 	rm -rf build $(VENV) $(ARTIFACTS)

@@ -1,18 +1,20 @@
 """Are our maps better? Every method x every metric on the photo set, with 95 % bootstrap
 intervals and paired wins/losses, then the fusion study (benchmarks/fusion_study.py).
 
-    python benchmarks/quality.py [--model lite0.sise.onnx] [--photos N] [--methods a,b,...]
+    python benchmarks/quality.py [--model lite0.sise.onnx] [--photos N]
+                                 [--methods a,b,... | default | refinements | all]
                                  [--parts methods,fusion] [--steps 100] [--rise-masks 2000]
                                  [--folder PHOTOS] [--work DIR] [--cached-only]
 
 The photos are benchmarks/photo_set.py's (34 real photos from PyPI packages; 22 with boxes
 get every metric, the others the model-truth metrics).
 
-`make quality` runs it with the defaults. Each method's report, and each photo's row of it,
-is kept in --work (default ~/.cache/onnx_sise/quality, keyed by method, options and photo
-set or photo), so a run cut off goes on from the photo where it stopped; --cached-only
-computes nothing and tabulates what --work holds (a part or method with nothing kept is
-left out). Appends its tables and the command to benchmarks/RESULTS.md.
+`make quality` runs it with the defaults, `make quality-refinements` with SIGCAM and the
+UCAG refinements. Each method's report, and each photo's row of it, is kept in --work
+(default ~/.cache/onnx_sise/quality, keyed by method, options and photo set or photo), so
+a run cut off goes on from the photo where it stopped; --cached-only computes nothing and
+tabulates what --work holds (a part or method with nothing kept is left out). Appends its
+tables and the command to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ from onnx_sise.evaluation.report import paired_table, table  # noqa: E402
 from onnx_sise.methods import METHODS  # noqa: E402
 
 # SIGCAM (an optimised mask: 40-150 s a photo here) and the UCAG refinements (n explanations
-# of patches each) are measured on fewer photos in a run of their own: --methods sigcam,...
-DEFAULT_METHODS = [m for m in METHODS if m != "sigcam" and not m.startswith("ucag-")] + [
+# of patches each) are measured in runs of their own: --methods sigcam,ucag-gradcam,...
+BASE_METHODS = [m for m in METHODS if m != "sigcam" and not m.startswith("ucag-")]
+DEFAULT_METHODS = BASE_METHODS + [
     "sise --fusion hard", "ada-sise --fusion hard"]  # the papers' literal fusion, beside our default
+REFINEMENTS = [m for m in METHODS if m == "sigcam" or m.startswith("ucag-")]
+METHOD_SETS = {"default": DEFAULT_METHODS, "refinements": REFINEMENTS, "all": DEFAULT_METHODS + REFINEMENTS}
 FAITHFULNESS = ["deletion", "insertion", "drop", "increase"]
 
 
@@ -126,8 +131,10 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
     parser.add_argument("--photos", type=int, default=None, help="use the first N photos (default: all)")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help="methods to compare, each with options as on the command line: 'sise --fusion hard'")
+    parser.add_argument("--methods", default="default",
+                        help="methods to compare, each with options as on the command line: 'sise --fusion hard'; "
+                             "or default (every method but SIGCAM and UCAG, and the papers' fusion), refinements "
+                             "(SIGCAM and UCAG on every method) or all")
     parser.add_argument("--parts", default="methods,fusion", help="methods, fusion (default: both)")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
@@ -138,7 +145,7 @@ def run() -> None:
                         help="compute nothing: tabulate what --work holds, methods cut off on the photos they reached")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    methods = args.methods.split(",")
+    methods = METHOD_SETS.get(args.methods) or args.methods.split(",")
     parts = args.parts.split(",")
     metric_names = list(METRICS)
     started = time.perf_counter()

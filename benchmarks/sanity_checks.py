@@ -3,7 +3,7 @@ randomisation of EfficientNet-Lite0's weights (`python -m onnx_sise sanity`), ea
 maps on the damaged model against its maps on the trained one, over the real photos of
 benchmarks/photo_set.py.
 
-    python benchmarks/sanity_checks.py [--model lite0.sise.onnx] [--photos 5] [--depths 1,2,all]
+    python benchmarks/sanity_checks.py [--model lite0.sise.onnx] [--photos N] [--methods a,b,...] [--depths 1,2,all]
     python benchmarks/sanity_checks.py --labels [--epochs 300]
 
 Appends the table (methods x cascade depths: mean Spearman / mean SSIM) and the command to
@@ -33,12 +33,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from photo_set import photo_set
-from quality import HERE, annotated_cli_run, model_or_export
+from quality import BASE_METHODS, HERE, annotated_cli_run, model_or_export
 
 from onnx_sise.evaluation.report import sanity_table
 
-METHODS = ("gradcam", "gradcam++", "wgradcam", "score-cam", "rise", "sise", "ada-sise")
-DEPTHS = "1,2,all"  # the classifier, + the head convolution, every layer: ~15 min on 2 cores for 5 photos
+DEPTHS = "1,2,all"  # the classifier, + the head convolution, every layer
 
 
 SIDE = 64  # lfw_subset's 25 x 25 upsampled
@@ -149,9 +148,10 @@ def data_randomisation(args: argparse.Namespace) -> None:
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"(default: {','.join(METHODS)})")
+    parser.add_argument("--methods", default=",".join(BASE_METHODS),
+                        help="default: every method but SIGCAM and the UCAG refinements")
     parser.add_argument("--depths", default=DEPTHS, help=f"cascade depths, layers from the top (default: {DEPTHS})")
-    parser.add_argument("--photos", type=int, default=5, help="the first N photos of photo_set.py (default: 5)")
+    parser.add_argument("--photos", type=int, default=None, help="the first N photos of photo_set.py (default: all)")
     parser.add_argument("--folder", type=Path, default=None, help="photo cache (default: photo_set's)")
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks (default: 2000)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")

@@ -1,10 +1,11 @@
 """Stability of each method's map under harmless changes (resize method, JPEG at quality
 90, a 1-pixel shift; onnx_sise/evaluation/stability.py) on the photos of
-benchmarks/real_photos.json, EfficientNet-Lite0; and, for SISE and Ada-SISE with the
+benchmarks/photo_set.py, EfficientNet-Lite0; and, for SISE and Ada-SISE with the
 fusion's soft gate and / or the soft selection (the robustness options of docs/design.md
 section 6), their stability and the faithfulness metrics beside the papers' defaults.
 
-    python benchmarks/stability.py [--model lite0.sise.onnx] [--photos 3] [--rise-masks 2000]
+    python benchmarks/stability.py [--model lite0.sise.onnx] [--photos N] [--methods a,b,...]
+                                   [--rise-masks 2000] [--threads T] [--no-variants]
 
 Appends the tables and the command to benchmarks/RESULTS.md.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 from photo_set import photo_set
-from quality import annotations_of, model_or_export
+from quality import BASE_METHODS, annotations_of, model_or_export
 
 from onnx_sise import Explainer
 from onnx_sise.evaluation import METRICS
@@ -31,7 +32,6 @@ from onnx_sise.evaluation.report import table
 from onnx_sise.evaluation.stability import evaluate_stability, stability_table
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("gradcam", "gradcam++", "wgradcam", "score-cam", "rise", "sise", "ada-sise")
 SOFT = ("sise", "ada-sise")  # also run with the robustness options
 VARIANTS = {"": {}, " --fusion hard": {"fusion": "hard"}, " --sise-selection soft": {"sise_selection": "soft"},
             " --fusion hard --sise-selection soft": {"fusion": "hard", "sise_selection": "soft"}}
@@ -40,11 +40,12 @@ VARIANTS = {"": {}, " --fusion hard": {"fusion": "hard"}, " --sise-selection sof
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="explainable Lite0 (default: export one)")
-    parser.add_argument("--photos", type=int, default=3, help="the first N photos of photo_set.py (default: 3)")
+    parser.add_argument("--photos", type=int, default=None, help="the first N photos of photo_set.py (default: all)")
     parser.add_argument("--folder", type=Path, default=None, help="photo cache (default: photo_set's)")
     parser.add_argument("--rise-masks", type=int, default=2000, help="RISE masks, seed 0 (default: 2000)")
     parser.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default: 100)")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"(default: {','.join(METHODS)})")
+    parser.add_argument("--methods", default=",".join(BASE_METHODS),
+                        help="default: every method but SIGCAM and the UCAG refinements")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     parser.add_argument("--no-variants", action="store_true",
                         help="skip SISE's and Ada-SISE's option variants and their faithfulness (default: run them)")
