@@ -62,7 +62,7 @@ bench-peers: install
 
 # Are our maps better? Every method x metric on the 34 photos of benchmarks/photo_set.py
 # with intervals, the fusion study, the sanity checks and the stability study -> RESULTS.md
-# (about 4 hours on 2 cores). quality-refinements adds SIGCAM and UCAG on every method
+# (some 5 hours on 2 cores). quality-refinements adds SIGCAM and UCAG on every method
 # (about a day on 2 cores: UCAG explains 36 patches), kept photo by photo in quality.py's
 # --work, then tabulates every method in one table.
 QUALITY_MODEL := build/lite0.sise.onnx
