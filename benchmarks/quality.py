@@ -50,7 +50,7 @@ from onnx_sise.methods import METHODS  # noqa: E402
 BASE_METHODS = [m for m in METHODS if m != "sigcam" and not m.startswith("ucag-")]
 DEFAULT_METHODS = BASE_METHODS + [
     "sise --fusion hard", "ada-sise --fusion hard"]  # the papers' literal fusion, beside our default
-REFINEMENTS = [m for m in METHODS if m == "sigcam" or m.startswith("ucag-")]
+REFINEMENTS = [m for m in METHODS if m not in BASE_METHODS]
 METHOD_SETS = {"default": DEFAULT_METHODS, "refinements": REFINEMENTS, "all": DEFAULT_METHODS + REFINEMENTS}
 FAITHFULNESS = ["deletion", "insertion", "drop", "increase"]
 
